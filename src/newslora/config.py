@@ -1,0 +1,217 @@
+"""Run configuration: four dataclass sections read from TOML, overridable as `section.key=value`.
+
+Every field carries its help text, so `newslora train --help-config` and the shipped TOML files
+document themselves. The resolved config is saved into each run directory as `config.toml`.
+"""
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import tomli_w
+import tomllib
+
+from newslora import NewsloraError
+from newslora.files import atomic_path
+
+AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def _f(default, help, **kw):
+    """A dataclass field whose help text travels with it (peft's convention)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f(
+        "FacebookAI/roberta-base",
+        "Hugging Face encoder: a Hub id, a local folder, or `python:MODULE` for the folder "
+        "returned by MODULE.get_model_path() (pip packages that ship weights).",
+    )
+    head: str = _f(
+        "default",
+        "Classification head: `default` (the model's own, e.g. RoBERTa's dense+out, 593,668 "
+        "params on roberta-base) or `linear` (one linear layer on the first token).",
+    )
+    max_length: int = _f(128, "Truncate inputs to this many tokens (padding is dynamic).")
+
+
+@dataclass
+class DataConfig:
+    train: str = _f(
+        "fancyzhx/ag_news:train",
+        "Training data: a CSV/Parquet/JSONL file or a Hub dataset id with `:split`.",
+    )
+    test: str = _f(
+        "fancyzhx/ag_news:test",
+        "Labelled data for `newslora evaluate` (final reports only; never used to select).",
+    )
+    predict: str = _f("", "Unlabelled texts for `newslora predict` when no INPUT is given.")
+    labels: list = _f(AG_NEWS_LABELS, "Class names, in label-id order.")
+    text_columns: list = _f(
+        [], "Columns joined (with a space) into the text; empty = `text`, else title+description."
+    )
+    label_column: str = _f("", "Label column; empty = `label`, `class` or `Class Index`.")
+    clean: bool = _f(True, "Fix AG News escapes (#39; quot; &lt;b&gt; \\$) at train and predict.")
+    val_fraction: float = _f(0.05, "Share of the training rows held out for validation.")
+    val_rows: int = _f(0, "If > 0, hold out exactly this many rows instead of val_fraction.")
+    max_train_rows: int = _f(0, "If > 0, train on a stratified subset of this many rows.")
+    seed: int = _f(42, "Seed of the subset and the stratified validation split.")
+
+
+@dataclass
+class LoraSection:
+    r: int = _f(8, "LoRA rank; 0 trains no adapters (head and biases only).")
+    alpha: float = _f(16.0, "LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = _f(0.1, "Dropout on the LoRA input.")
+    targets: list = _f(
+        ["query", "value"],
+        "Matrices to adapt. Roles work on any supported encoder: query, key, value, "
+        "attention_output, ffn_in, ffn_out; other names are matched as module-name suffixes.",
+    )
+    bias: str = _f("none", "Also train biases: none, lora_only or all (peft's `bias`).")
+    layers: list = _f([], "Encoder layer indices to adapt; empty = all layers.")
+    full_finetune: bool = _f(False, "Train every weight, no LoRA (the upper reference).")
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = _f("runs/default", "Run directory: adapter, config, logs, metrics, plots.")
+    budget: int = _f(1_000_000, "Hard limit on trainable parameters; 0 = no limit.")
+    epochs: float = _f(3.0, "Passes over the training rows.")
+    max_steps: int = _f(-1, "If > 0, stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = _f(32, "Training batch size per device.")
+    eval_batch_size: int = _f(64, "Evaluation batch size per device.")
+    lr: float = _f(5e-4, "Peak learning rate (AdamW).")
+    weight_decay: float = _f(0.01, "AdamW weight decay.")
+    warmup_ratio: float = _f(0.06, "Share of steps with linear warm-up; then linear decay.")
+    eval_every: int = _f(0, "Evaluate and checkpoint every N steps; 0 = once per epoch.")
+    early_stopping: int = _f(0, "Stop after N evaluations without a better val accuracy; 0 = off.")
+    group_by_length: bool = _f(True, "Batch rows of similar length together (less padding).")
+    logging_steps: int = _f(10, "Log the training loss every N steps.")
+    save_total_limit: int = _f(2, "Checkpoints kept for --resume (the best is always kept).")
+    seed: int = _f(42, "Seed for weights init, dropout and data order.")
+    precision: str = _f(
+        "auto",
+        "auto (bf16 on GPUs and on CPUs with bf16 units, else fp16 on GPU / fp32), "
+        "fp32, fp16 or bf16. Used for training and inference alike.",
+    )
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraSection, "train": TrainConfig}
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSection = field(default_factory=LoraSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _expand(value):
+    """Expand ${VAR} and ${VAR:-default} in strings, so configs can point at a data folder."""
+    if isinstance(value, str):
+        return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+    return value
+
+
+def _coerce(section, key, value, where):
+    types = {f.name: f.type for f in fields(SECTIONS[section])}
+    if key not in types:
+        known = ", ".join(sorted(types))
+        raise NewsloraError(f"{where}: unknown key '{section}.{key}' (known: {known})")
+    want = types[key]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is list and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise NewsloraError(f"{where}: '{section}.{key}' must be {want.__name__}, got {value!r}")
+    return _expand(value)
+
+
+def _apply(cfg, section, key, value, where):
+    if section not in SECTIONS:
+        raise NewsloraError(f"{where}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
+    setattr(getattr(cfg, section), key, _coerce(section, key, value, where))
+
+
+def parse_override(text):
+    """`lora.r=8` -> ("lora", "r", 8). Values are read as TOML, else taken as plain strings."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise NewsloraError(f"override '{text}': expected section.key=value, e.g. lora.r=8")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def load_config(path=None, overrides=()):
+    """Defaults, then the TOML file, then command-line overrides; later wins."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise NewsloraError(f"{path}: config file not found")
+        try:
+            doc = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise NewsloraError(f"{path}: invalid TOML: {e}") from None
+        for section, values in doc.items():
+            if not isinstance(values, dict):
+                raise NewsloraError(f"{path}: top-level key '{section}' must be a [section]")
+            for key, value in values.items():
+                _apply(cfg, section, key, value, str(path))
+    for text in overrides:
+        section, key, value = parse_override(text)
+        _apply(cfg, section, key, value, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    choices = {
+        ("model", "head"): ("default", "linear"),
+        ("lora", "bias"): ("none", "lora_only", "all"),
+        ("train", "precision"): ("auto", "fp32", "fp16", "bf16"),
+    }
+    for (section, key), allowed in choices.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise NewsloraError(
+                f"config: '{section}.{key}' must be one of {allowed}, got {value!r}"
+            )
+    if len(cfg.data.labels) < 2:
+        raise NewsloraError("config: 'data.labels' needs at least two class names")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise NewsloraError("config: 'data.val_fraction' must be between 0 and 1")
+
+
+def save_config(cfg, path):
+    with atomic_path(path) as tmp:
+        tmp.write_text(tomli_w.dumps(cfg.to_dict()))
+
+
+def config_help():
+    """Every field with its default and help text, for `newslora train --help-config`."""
+    lines = []
+    for section, cls in SECTIONS.items():
+        lines.append(f"[{section}]")
+        for f in fields(cls):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            lines.append(f"  {f.name} = {default!r}\n      {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Atomic writes: an output either appears whole or the previous one stays untouched."""
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path, is_dir=False):
+    """Yield a temporary sibling of `path`; move it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        _make_readable(tmp)
+        if is_dir and path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def _make_readable(path):
+    """mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def write_json(path, obj):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")

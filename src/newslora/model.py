@@ -1,0 +1,245 @@
+"""Model: any Hugging Face encoder + a classification head + LoRA adapters (peft).
+
+A run directory holds `adapter/` (peft's own format: LoRA weights plus the head, saved through
+`modules_to_save`, so reloading gives the same predictions) and the tokenizer. With the default
+head, `adapter/` loads with plain `peft.PeftModel.from_pretrained(base_model, run_dir/"adapter")`.
+"""
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from newslora import NewsloraError
+
+FULL_WEIGHTS = "model.safetensors"
+hf_logging.set_verbosity_error()  # the "newly initialized classifier" report is expected here
+hf_logging.disable_progress_bar()  # weight loading takes a second; no bar needed
+
+# Architecture configs (not weights) of the default Hub models, so that `newslora budget`
+# counts parameters exactly when the Hub cannot be reached.
+BUNDLED_CONFIGS = {
+    "FacebookAI/roberta-base": "roberta-base.json",
+    "roberta-base": "roberta-base.json",
+}
+
+# Where each role sits inside one encoder layer, per architecture family (regex, relative to
+# the layer). Roles let one recipe be transposed across encoders.
+_BERT_LIKE = {
+    "query": r"attention\.self\.query",
+    "key": r"attention\.self\.key",
+    "value": r"attention\.self\.value",
+    "attention_output": r"attention\.output\.dense",
+    "ffn_in": r"intermediate\.dense",
+    "ffn_out": r"output\.dense",
+}
+ROLES = {
+    **dict.fromkeys(
+        ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"], _BERT_LIKE
+    ),
+    "mpnet": {
+        "query": r"attention\.attn\.q",
+        "key": r"attention\.attn\.k",
+        "value": r"attention\.attn\.v",
+        "attention_output": r"attention\.attn\.o",
+        "ffn_in": r"intermediate\.dense",
+        "ffn_out": r"output\.dense",
+    },
+    "distilbert": {
+        "query": r"attention\.q_lin",
+        "key": r"attention\.k_lin",
+        "value": r"attention\.v_lin",
+        "attention_output": r"attention\.out_lin",
+        "ffn_in": r"ffn\.lin1",
+        "ffn_out": r"ffn\.lin2",
+    },
+}
+
+
+def cpu_supports_bf16():
+    """bf16 matrix instructions (AVX512-BF16 or AMX) make CPU autocast 2-3x faster; without
+    them bf16 on CPU is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision):
+    """The dtype to autocast to for a `train.precision` setting on this machine (None = fp32)."""
+    if precision == "fp32":
+        return None
+    if torch.cuda.is_available():
+        if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+    if precision == "fp16":
+        raise NewsloraError("train.precision = 'fp16' needs a GPU; use auto, bf16 or fp32")
+    if precision == "bf16" or cpu_supports_bf16():
+        return torch.bfloat16
+    return None
+
+
+def device_name():
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_name(name):
+    """`python:MODULE` -> the folder MODULE.get_model_path() returns; anything else unchanged."""
+    if not name.startswith("python:"):
+        return name
+    module = name.removeprefix("python:")
+    try:
+        return str(importlib.import_module(module).get_model_path())
+    except (ImportError, AttributeError) as e:
+        raise NewsloraError(
+            f"model '{name}': cannot import {module}.get_model_path(): {e}"
+        ) from None
+
+
+def load_hf_config(name, labels):
+    """The encoder's architecture config, with our label names. Falls back to a bundled copy."""
+    kwargs = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }
+    path = resolve_name(name)
+    try:
+        return AutoConfig.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        if name in BUNDLED_CONFIGS:
+            bundled = json.loads(
+                (Path(__file__).parent / "model_configs" / BUNDLED_CONFIGS[name]).read_text()
+            )
+            return AutoConfig.for_model(**{**bundled, **kwargs})
+        where = "not a local folder" if not Path(path).exists() else "folder has no usable config"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NewsloraError(
+            f"model '{name}': {where}, and not loadable from the Hub ({first})"
+        ) from None
+
+
+def load_tokenizer(name):
+    try:
+        return AutoTokenizer.from_pretrained(resolve_name(name))
+    except (OSError, ValueError) as e:
+        raise NewsloraError(f"model '{name}': cannot load its tokenizer ({e})") from None
+
+
+class LinearHead(nn.Module):
+    """One linear layer on the first token: hidden*classes + classes parameters."""
+
+    def __init__(self, hidden, n_labels, dropout=0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, n_labels)
+
+    def forward(self, features, **kwargs):
+        if features.dim() == 3:  # RoBERTa/MPNet-style heads receive the whole sequence
+            features = features[:, 0]
+        return self.linear(self.dropout(features))
+
+
+def head_modules(model):
+    """Names of the top-level modules outside the encoder that hold parameters (the head)."""
+    return [
+        name
+        for name, module in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in module.parameters())
+    ]
+
+
+def target_regex(model_type, targets, layers):
+    """One regex (peft matches it in full) for the chosen roles/names in the chosen layers."""
+    roles = ROLES.get(model_type, {})
+    parts = [roles.get(t, rf"(?:.*\.)?{re.escape(t)}") for t in targets]
+    layer = "|".join(str(i) for i in layers) if layers else r"\d+"
+    return rf".*\.(?:{layer})\.(?:{'|'.join(parts)})"
+
+
+def _check_targets(model, cfg):
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    model_type = model.config.model_type
+    for target in cfg.lora.targets:
+        pattern = re.compile(target_regex(model_type, [target], cfg.lora.layers))
+        if not any(pattern.fullmatch(n) for n in names):
+            layers = f" in layers {cfg.lora.layers}" if cfg.lora.layers else ""
+            raise NewsloraError(
+                f"config: 'lora.targets' entry '{target}' matches no linear layer of this "
+                f"{model_type} model{layers} (e.g. {', '.join(names[:4])})"
+            )
+
+
+def build_model(cfg, pretrained=True):
+    """Encoder + head + LoRA, from a Config. pretrained=False builds on the meta device (no
+    weights, no memory): enough to count parameters exactly."""
+    hf_config = load_hf_config(cfg.model.name, cfg.data.labels)
+    torch.manual_seed(cfg.train.seed)  # the head's random init is part of the run's seed
+    if pretrained:
+        path = resolve_name(cfg.model.name)
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=hf_config)
+    else:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(hf_config)
+    if cfg.model.head == "linear":
+        if not isinstance(getattr(model, "classifier", None), nn.Module):
+            raise NewsloraError(
+                f"model.head = 'linear' is not supported for {type(model).__name__}"
+            )
+        with torch.device("meta" if not pretrained else "cpu"):
+            model.classifier = LinearHead(hf_config.hidden_size, len(cfg.data.labels))
+    if cfg.lora.full_finetune:
+        return model
+    _check_targets(model, cfg)
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=target_regex(model.config.model_type, cfg.lora.targets, cfg.lora.layers),
+        bias=cfg.lora.bias,
+        modules_to_save=head_modules(model),
+    )
+    return get_peft_model(model, lora)
+
+
+def save_model(model, tokenizer, folder):
+    """peft adapter (+ head) or, for full fine-tuning, every weight; tokenizer beside it."""
+    folder = Path(folder)
+    if isinstance(model, PeftModel):
+        model.save_pretrained(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_model(model, str(folder / FULL_WEIGHTS))
+    tokenizer.save_pretrained(folder)
+
+
+def load_model(cfg, folder):
+    """Rebuild the run's model from its config and saved weights, ready for inference."""
+    folder = Path(folder)
+    base = build_model(_without_lora(cfg))
+    if cfg.lora.full_finetune:
+        safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
+        model = base
+    else:
+        model = PeftModel.from_pretrained(base, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model.eval(), tokenizer
+
+
+def _without_lora(cfg):
+    """The same config with full_finetune on: build_model then returns the bare base model."""
+    from dataclasses import replace
+
+    return replace(cfg, lora=replace(cfg.lora, full_finetune=True))

@@ -1,0 +1,70 @@
+"""Plots: training curves (loss and accuracy vs step) and the confusion matrix, as PNG files."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from newslora import NewsloraError  # noqa: E402
+from newslora.files import atomic_path  # noqa: E402
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _series(history, key):
+    points = [(h["step"], h[key]) for h in history if key in h]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_curves(run_dir):
+    """loss.png (train and validation loss) and accuracy.png (validation accuracy) vs step."""
+    run_dir = Path(run_dir)
+    history_file = run_dir / "history.json"
+    if not history_file.is_file():
+        raise NewsloraError(f"{run_dir}: no history.json (is it a finished newslora run?)")
+    history = json.loads(history_file.read_text())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("loss", "train"), ("eval_loss", "validation")):
+        steps, values = _series(history, key)
+        ax.plot(steps, values, marker="." if key == "eval_loss" else None, label=label)
+    ax.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
+    ax.legend()
+    _save(fig, run_dir / "loss.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps, values = _series(history, "eval_accuracy")
+    ax.plot(steps, [100 * v for v in values], marker="o")
+    ax.set(xlabel="step", ylabel="accuracy (%)", title="Validation accuracy")
+    _save(fig, run_dir / "accuracy.png")
+    written = [run_dir / "loss.png", run_dir / "accuracy.png"]
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        plot_confusion(json.loads(metrics_file.read_text()), run_dir / "confusion.png")
+        written.append(run_dir / "confusion.png")
+    return written
+
+
+def plot_confusion(metrics, path):
+    matrix, names = metrics["confusion_matrix"], metrics["labels"]
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1))
+    ax.imshow(matrix, cmap="Blues")
+    top = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, n in enumerate(row):
+            ax.text(
+                j, i, str(n), ha="center", va="center", color="white" if n > top / 2 else "black"
+            )
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"Confusion matrix (accuracy {100 * metrics['accuracy']:.2f}%)",
+    )
+    _save(fig, path)

@@ -1,0 +1,172 @@
+"""Train: one recipe, setup -> train -> save, on `transformers.Trainer`.
+
+The Trainer gives us dynamic padding, length grouping, AdamW with warm-up and linear decay,
+AMP, evaluation and checkpoints, best-model selection on validation accuracy, early stopping,
+TensorBoard and exact resume; and, under `torchrun`/`accelerate launch`, data parallelism with
+no code change. Only the main process writes the run directory.
+
+Run directory:
+  config.toml      the resolved config            adapter/      LoRA + head (+ tokenizer)
+  train_summary.json  rows, params, val metrics, wall time
+  history.json     every logged loss/accuracy      tensorboard/  event files
+  checkpoints/     Trainer checkpoints for --resume
+"""
+
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers.integrations import TensorBoardCallback
+
+from newslora import NewsloraError
+from newslora.budget import check_budget, count_config, count_parameters
+from newslora.config import save_config
+from newslora.data import load_config_data, split_train_val
+from newslora.files import atomic_path, write_json
+from newslora.model import (
+    autocast_dtype,
+    build_model,
+    device_name,
+    load_tokenizer,
+    save_model,
+)
+
+datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
+
+
+def accuracy(eval_pred):
+    logits, labels = eval_pred
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def tokenize(df, tokenizer, max_length):
+    """Token ids without padding (the collator pads each batch to its own longest row)."""
+    ds = Dataset.from_pandas(df[["text", "label"]].rename(columns={"label": "labels"}))
+    ds = ds.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text"],
+    )
+    return ds.map(lambda b: {"length": [len(x) for x in b["input_ids"]]}, batched=True)
+
+
+def precision_flags(precision):
+    """Mixed precision for the Trainer: bf16 autocast on GPUs and on CPUs with bf16 units."""
+    dtype = autocast_dtype(precision)
+    flags = {"use_cpu": not torch.cuda.is_available()}
+    if dtype is torch.bfloat16:
+        flags["bf16"] = True
+    elif dtype is torch.float16:
+        flags["fp16"] = True
+    return flags
+
+
+class Recipe:
+    """setup() loads data and model and checks the budget; train() runs; save() writes the run."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.train.output_dir)
+
+    def setup(self):
+        cfg = self.cfg
+        check_budget(count_config(cfg), cfg.train.budget)  # refuse before loading any weights
+        set_seed(cfg.train.seed)
+        self.train_df, self.val_df = split_train_val(load_config_data(cfg.data, "train"), cfg.data)
+        self.tokenizer = load_tokenizer(cfg.model.name)
+        self.model = build_model(cfg)
+        self.count = count_parameters(self.model)
+        check_budget(self.count, cfg.train.budget)
+        self.trainer = Trainer(
+            model=self.model,
+            args=self._training_args(),
+            train_dataset=tokenize(self.train_df, self.tokenizer, cfg.model.max_length),
+            eval_dataset=tokenize(self.val_df, self.tokenizer, cfg.model.max_length),
+            processing_class=self.tokenizer,
+            compute_metrics=accuracy,
+            callbacks=self._callbacks(),
+        )
+        return self
+
+    def _training_args(self):
+        t = self.cfg.train
+        strategy = "steps" if t.eval_every > 0 else "epoch"
+        return TrainingArguments(
+            output_dir=str(self.run_dir / "checkpoints"),
+            num_train_epochs=t.epochs,
+            max_steps=t.max_steps,
+            per_device_train_batch_size=t.batch_size,
+            per_device_eval_batch_size=t.eval_batch_size,
+            learning_rate=t.lr,
+            weight_decay=t.weight_decay,
+            warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+            lr_scheduler_type="linear",
+            eval_strategy=strategy,
+            save_strategy=strategy,
+            eval_steps=t.eval_every or None,
+            save_steps=t.eval_every or None,
+            logging_steps=t.logging_steps,
+            load_best_model_at_end=True,
+            metric_for_best_model="accuracy",
+            greater_is_better=True,
+            save_total_limit=t.save_total_limit,
+            seed=t.seed,
+            data_seed=t.seed,
+            train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+            report_to="none",  # TensorBoard is added as a callback with our own folder
+            **precision_flags(t.precision),
+        )
+
+    def _callbacks(self):
+        tensorboard = TensorBoardCallback()
+        tensorboard.logging_dir = str(self.run_dir / "tensorboard")
+        callbacks = [tensorboard]
+        if self.cfg.train.early_stopping > 0:
+            callbacks.append(EarlyStoppingCallback(self.cfg.train.early_stopping))
+        return callbacks
+
+    def train(self, resume=False):
+        checkpoints = self.run_dir / "checkpoints"
+        if resume and not any(checkpoints.glob("checkpoint-*")):
+            raise NewsloraError(f"{checkpoints}: no checkpoint to resume from")
+        start = time.perf_counter()
+        self.result = self.trainer.train(resume_from_checkpoint=True if resume else None)
+        self.wall_s = time.perf_counter() - start
+        self.val_metrics = self.trainer.evaluate()  # the best checkpoint is loaded by now
+        return self
+
+    def save(self):
+        if not self.trainer.is_world_process_zero():
+            return self
+        cfg, state = self.cfg, self.trainer.state
+        with atomic_path(self.run_dir / "adapter", is_dir=True) as tmp:
+            save_model(self.trainer.model, self.tokenizer, tmp)
+        save_config(cfg, self.run_dir / "config.toml")
+        write_json(self.run_dir / "history.json", state.log_history)
+        write_json(
+            self.run_dir / "train_summary.json",
+            {
+                "model": cfg.model.name,
+                "train_rows": len(self.train_df),
+                "val_rows": len(self.val_df),
+                "trainable_params": self.count.trainable,
+                "params": vars(self.count) | {"trainable": self.count.trainable},
+                "val_accuracy": self.val_metrics["eval_accuracy"],
+                "val_loss": self.val_metrics["eval_loss"],
+                "best_checkpoint": state.best_model_checkpoint,
+                "steps": state.global_step,
+                "epochs": state.epoch,
+                "wall_s": round(self.wall_s, 1),
+                "train_samples_per_s": self.result.metrics.get("train_samples_per_second"),
+                "device": device_name(),
+                "precision": str(autocast_dtype(cfg.train.precision) or torch.float32).removeprefix(
+                    "torch."
+                ),
+                "world_size": self.trainer.args.world_size,
+            },
+        )
+        return self

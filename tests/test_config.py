@@ -1,0 +1,68 @@
+import pytest
+import tomllib
+
+from newslora import NewsloraError
+from newslora.config import config_help, load_config, parse_override, save_config
+
+
+def test_file_then_overrides_win(write_config):
+    path = write_config('[lora]\nr = 4\ntargets = ["query"]\n[train]\nlr = 1e-4\n')
+    cfg = load_config(path, ["lora.r=16", "train.lr=3e-4", "lora.targets=query,value"])
+    assert cfg.lora.r == 16
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.lora.targets == ["query", "value"]
+    assert cfg.model.name == "FacebookAI/roberta-base"  # untouched default
+
+
+def test_int_is_accepted_for_float_and_strings_need_no_quotes():
+    cfg = load_config(None, ["lora.alpha=32", "model.name=some/encoder"])
+    assert cfg.lora.alpha == 32.0 and isinstance(cfg.lora.alpha, float)
+    assert cfg.model.name == "some/encoder"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("lora.rank=4", "unknown key 'lora.rank'"),
+        ("optim.lr=1", "unknown section 'optim'"),
+        ("lora.r=four", "'lora.r' must be int"),
+        ("lora.bias=some", "'lora.bias' must be one of"),
+        ("no_equals", "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_are_named(override, message):
+    with pytest.raises(NewsloraError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_file_is_named(write_config, tmp_path):
+    with pytest.raises(NewsloraError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(NewsloraError, match="invalid TOML"):
+        load_config(write_config("[lora\nr = 1"))
+
+
+def test_env_vars_expand_with_defaults(monkeypatch):
+    monkeypatch.setenv("NEWSLORA_DATA", "/data/here")
+    cfg = load_config(
+        None,
+        [
+            'data.train="${NEWSLORA_DATA:-../x}/train.csv"',
+            'data.test="${NOT_SET_ANYWHERE:-../x}/test.csv"',
+        ],
+    )
+    assert cfg.data.train == "/data/here/train.csv"
+    assert cfg.data.test == "../x/test.csv"
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["lora.r=3", "lora.layers=[4, 5]", "data.labels=a,b,c"])
+    save_config(cfg, tmp_path / "config.toml")
+    assert tomllib.loads((tmp_path / "config.toml").read_text())["lora"]["layers"] == [4, 5]
+    assert load_config(tmp_path / "config.toml") == cfg
+
+
+def test_every_field_has_help():
+    text = config_help()
+    assert "[lora]" in text and "LoRA rank" in text
+    assert parse_override("train.epochs=2") == ("train", "epochs", 2)

@@ -1,0 +1,113 @@
+import pickle
+
+import pandas as pd
+import pytest
+from conftest import DATA, LABELS
+
+from newslora import NewsloraError
+from newslora.config import DataConfig
+from newslora.data import clean_text, load_examples, read_table, split_train_val
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("Bush #39;s plan", "Bush's plan"),
+        ("He said,  quot;no quot; today", 'He said, "no" today'),
+        ("&lt;b&gt;Oil&lt;/b&gt; rises", "Oil rises"),
+        ("Texas Instruments Inc. &lt;TXN.N&gt;, and", "Texas Instruments Inc., and"),
+        ("costs \\$10 million", "costs $10 million"),
+        ("line\\break  and   spaces", "line break and spaces"),
+        ("AT&amp;T and Q&amp;A", "AT&T and Q&A"),
+        ("plain text stays", "plain text stays"),
+    ],
+)
+def test_clean_fixes_ag_escapes(raw, clean):
+    assert clean_text(raw) == clean
+    assert clean_text(clean_text(raw)) == clean_text(raw)  # idempotent
+
+
+def test_clean_is_idempotent_on_real_rows(pool):
+    for text in (pool["title"] + " " + pool["description"]).head(2000):
+        once = clean_text(text)
+        assert clean_text(once) == once
+        assert "#39;" not in once and "quot;" not in once
+
+
+def test_official_headerless_format_maps_classes_1_to_4():
+    df = load_examples(DATA / "agnews" / "test.csv", LABELS, need_labels=True)
+    assert len(df) == 7600
+    assert df["label"].value_counts().to_dict() == {0: 1900, 1: 1900, 2: 1900, 3: 1900}
+    assert df["text"][0].startswith("Fears for T N pension after talks Unions representing")
+    assert df["label"][0] == 2  # "3" = Business in the original file
+
+
+def test_header_csv_parquet_jsonl_and_pickle_agree(tmp_path):
+    df = pd.DataFrame({"label": [0, 3, 1], "title": ["A", "", "C"], "description": ["x", "y", "z"]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet")
+    df.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    with open(tmp_path / "t.pkl", "wb") as f:
+        pickle.dump(df, f)
+    for name in ("t.csv", "t.parquet", "t.jsonl", "t.pkl"):
+        out = load_examples(tmp_path / name, LABELS, need_labels=True, allow_pickle=True)
+        assert out["text"].tolist() == ["A x", "y", "C z"], name
+        assert out["label"].tolist() == [0, 3, 1], name
+
+
+def test_pickle_needs_explicit_permission(tmp_path):
+    with open(tmp_path / "t.pkl", "wb") as f:
+        pickle.dump({"text": ["a"]}, f)
+    with pytest.raises(NewsloraError, match="--allow-pickle"):
+        read_table(tmp_path / "t.pkl")
+
+
+def test_unlabelled_competition_set_reads_in_order():
+    df = load_examples(DATA / "competition" / "test_unlabelled.csv", LABELS, need_labels=False)
+    assert len(df) == 8000 and "label" not in df
+    assert df["id"].tolist() == list(range(8000))
+
+
+def test_label_names_and_id_column(tmp_path):
+    path = tmp_path / "named.csv"
+    pd.DataFrame({"id": [10, 11], "text": ["a", "b"], "label": ["sports", "Sci/Tech"]}).to_csv(
+        path, index=False
+    )
+    df = load_examples(path, LABELS, need_labels=True)
+    assert df["label"].tolist() == [1, 3] and df["id"].astype(str).tolist() == ["10", "11"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("label,text\n0,fine\n1,\n", "row 2: field 'text' is empty"),
+        ("label,text\n0,fine\n7,bad\n", "row 2: field 'label' = '7' is not a valid label"),
+        ("label,body\n0,fine\n", "missing column 'text'"),
+        ("text\nonly text\n", "missing column 'label'"),
+        ("label,text\n", "no rows"),
+    ],
+)
+def test_bad_rows_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(NewsloraError, match=message) as err:
+        load_examples(path, LABELS, need_labels=True)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_and_unreachable_hub_are_named():
+    with pytest.raises(NewsloraError, match="nope.csv: file not found"):
+        read_table("nope.csv")
+    with pytest.raises(NewsloraError, match="not a local file"):
+        read_table("fancyzhx/ag_news:train")  # HF_HUB_OFFLINE=1 in the tests
+
+
+def test_split_is_stratified_seeded_and_disjoint(pool):
+    df = load_examples(DATA / "agnews" / "train_pool.csv", LABELS, need_labels=True)
+    cfg = DataConfig(max_train_rows=2000, val_rows=200, seed=1)
+    train, val = split_train_val(df, cfg)
+    assert (len(train), len(val)) == (1800, 200)
+    assert set(val["label"].value_counts()) <= {49, 50, 51, 52, 53}  # ~50 per class
+    assert not set(train["text"]) & set(val["text"])
+    again, _ = split_train_val(df, cfg)
+    assert again["text"].tolist() == train["text"].tolist()

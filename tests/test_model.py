@@ -1,0 +1,74 @@
+"""Saving and reloading: the head travels with the adapter; predictions are identical."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import LABELS, tiny_config
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+
+from newslora.config import load_config, save_config
+from newslora.model import build_model, load_model, load_tokenizer, save_model
+from newslora.predict import load_run, predict_logits
+
+TEXTS = [
+    "Stocks fell as oil rose.",
+    "The striker scored twice in the final.",
+    "A new chip doubles battery life, the company said.",
+    "Rebels seized the capital.",
+]
+
+
+def _trained_looking_model(cfg):
+    """A freshly built model whose head and adapters are moved away from their init."""
+    model, tokenizer = build_model(cfg), load_tokenizer(cfg.model.name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("head", ["default", "linear"])
+def test_reload_gives_identical_predictions(
+    tiny_bert, small_train_csv, tmp_path, head, write_config
+):
+    cfg = load_config(
+        write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")),
+        [f"model.head={head}", "train.precision=fp32"],
+    )
+    model, tokenizer = _trained_looking_model(cfg)
+    before = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
+    save_model(model, tokenizer, tmp_path / "adapter")
+    reloaded, tok2 = load_model(cfg, tmp_path / "adapter")
+    after = predict_logits(reloaded, tok2, TEXTS, precision="fp32", progress=False)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    assert np.abs(before[:, 0] - before[:, 1]).max() > 1e-3  # not a constant output
+
+
+def test_adapter_loads_with_plain_peft(tiny_bert, small_train_csv, tmp_path, write_config):
+    cfg = load_config(write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")))
+    model, tokenizer = _trained_looking_model(cfg)
+    save_model(model, tokenizer, tmp_path / "adapter")
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=len(LABELS))
+    plain = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        np.testing.assert_allclose(plain(**batch).logits, model.eval()(**batch).logits, atol=1e-6)
+
+
+def test_run_predictions_survive_the_merge(tiny_bert, small_train_csv, tmp_path, write_config):
+    """load_run merges LoRA into the weights for speed; labels must not change."""
+    cfg = load_config(
+        write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")),
+        ["train.precision=fp32"],
+    )
+    model, tokenizer = _trained_looking_model(cfg)
+    run = tmp_path / "run"
+    save_model(model, tokenizer, run / "adapter")
+    save_config(cfg, run / "config.toml")
+    _, merged, _ = load_run(run)  # merges LoRA
+    expected = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
+    got = predict_logits(merged, tokenizer, TEXTS, precision="fp32", progress=False)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
