@@ -80,3 +80,26 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     cfg = load_config(None, [f"model.name={tmp_path / 'no-such-model'}"])
     with pytest.raises(NewsloraError, match="no-such-model"):
         count_config(cfg)
+
+
+def test_auto_rank_fills_the_budget_and_plan_spends_it_inside_the_encoder():
+    from newslora.budget import plan, resolve_rank
+
+    cfg = resolve_rank(load_config(REPO / "configs" / "newslora.toml"))
+    assert cfg.lora.r == 6  # 165,888 per rank on roberta-base's 72 matrices, + 3,076 head
+    assert count_config(cfg).trainable == 6 * 165_888 + 3_076 <= 1_000_000
+    rows, pick = plan(load_config(REPO / "configs" / "seed000.toml"))
+    assert {r["count"].trainable for r in rows if r["r"] >= 1} <= set(range(1_000_001))
+    assert rows[pick]["layout"] == "attention+ffn" and rows[pick]["head"] == "linear"
+    default_qv = next(r for r in rows if r["layout"] == "q,v" and r["head"] == "default")
+    assert default_qv["count"].head == 593_668  # the default head eats most of the budget
+
+
+def test_auto_rank_that_cannot_fit_says_so():
+    from newslora.budget import resolve_rank
+
+    cfg = load_config(
+        REPO / "configs" / "newslora.toml", ["model.head=default", "train.budget=500000"]
+    )
+    with pytest.raises(NewsloraError, match="over budget"):
+        resolve_rank(cfg)

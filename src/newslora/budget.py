@@ -5,7 +5,9 @@ applied exactly as in training, and every trainable tensor is put in one bucket:
 lora (adapter matrices), head (classifier), bias (encoder biases made trainable), other.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from peft import PeftModel
 
 from newslora import NewsloraError
 from newslora.model import build_model, head_modules
@@ -26,8 +28,7 @@ class Count:
 
 def count_parameters(model):
     """Bucket the trainable parameters of a (peft-wrapped or plain) classifier."""
-    inner = getattr(model, "base_model", model)
-    inner = getattr(inner, "model", inner)  # peft: PeftModel.base_model.model is the HF model
+    inner = model.base_model.model if isinstance(model, PeftModel) else model
     heads = set(head_modules(inner))
     count = Count()
     for name, param in model.named_parameters():
@@ -73,7 +74,7 @@ def report(cfg, count):
     rows = [
         ("lora", count.lora, where),
         ("head", count.head, cfg.model.head),
-        ("bias", count.bias, f"bias={lora.bias}"),
+        ("bias", count.bias, "" if lora.full_finetune else f"bias={lora.bias}"),
         ("other", count.other, ""),
     ]
     lines = [f"model      {cfg.model.name}"]
@@ -86,4 +87,82 @@ def report(cfg, count):
         lines.append(
             f"budget     {budget:>11,}   {verdict} ({100 * count.trainable / budget:.1f}% used)"
         )
+    return "\n".join(lines)
+
+
+# --- planning: where to spend the budget ------------------------------------------------------
+
+MAX_RANK = 64
+LAYOUTS = {  # from cheapest to widest coverage
+    "q,v": ["query", "value"],
+    "q,k,v": ["query", "key", "value"],
+    "attention": ["query", "key", "value", "attention_output"],
+    "attention+ffn": ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"],
+}
+
+
+def _with_lora(cfg, **changes):
+    return replace(cfg, lora=replace(cfg.lora, **changes))
+
+
+def _with_head(cfg, head):
+    return replace(cfg, model=replace(cfg.model, head=head))
+
+
+def largest_rank(cfg):
+    """Largest LoRA rank (<= MAX_RANK) that keeps cfg within train.budget, and its count.
+
+    Trainable parameters are linear in r, so one build at r=1 tells everything."""
+    at_one = count_config(_with_lora(cfg, r=1))
+    fixed = at_one.trainable - at_one.lora
+    if not cfg.train.budget:
+        return MAX_RANK, count_config(_with_lora(cfg, r=MAX_RANK))
+    rank = min(MAX_RANK, (cfg.train.budget - fixed) // max(at_one.lora, 1))
+    if rank < 1:
+        return 0, at_one
+    return rank, count_config(_with_lora(cfg, r=rank))
+
+
+def resolve_rank(cfg):
+    """cfg with lora.r = "auto" replaced by the largest rank that fits the budget."""
+    if cfg.lora.r != "auto" or cfg.lora.full_finetune:
+        return cfg
+    rank, count = largest_rank(cfg)
+    if rank < 1:
+        check_budget(count, cfg.train.budget)  # even r=1 is over: say by how much
+    return _with_lora(cfg, r=rank)
+
+
+def plan(cfg):
+    """Every layout x head at its largest fitting rank, and the pick.
+
+    Rule: adapt as many matrices as possible (LoRA on all attention and feed-forward matrices
+    beats a higher rank on fewer), at a rank >= 4; then the head that leaves the higher rank;
+    then the model's own head. Layer subsets are left to the user (lora.layers)."""
+    rows = []
+    for layout, targets in LAYOUTS.items():
+        for head in ("default", "linear"):
+            candidate = _with_head(_with_lora(cfg, targets=targets), head)
+            rank, count = largest_rank(candidate)
+            rows.append({"layout": layout, "head": head, "r": rank, "count": count,
+                         "cfg": _with_lora(candidate, r=rank)})
+    usable = [i for i, row in enumerate(rows) if row["r"] >= 4]
+    pick = max(usable, key=lambda i: (i // 2, rows[i]["r"], rows[i]["head"] == "default"),
+               default=None)
+    return rows, pick
+
+
+def plan_report(cfg, rows, pick):
+    lines = [f"budget {cfg.train.budget:,} on {cfg.model.name} (bias={cfg.lora.bias})",
+             f"{'layout':<15}{'head':<9}{'max r':>6}{'lora':>11}{'head':>9}{'bias':>9}"
+             f"{'trainable':>11}"]
+    for i, row in enumerate(rows):
+        c = row["count"]
+        mark = "  <- pick" if i == pick else ("  (does not fit)" if row["r"] < 1 else "")
+        lines.append(f"{row['layout']:<15}{row['head']:<9}{row['r']:>6}{c.lora:>11,}"
+                     f"{c.head:>9,}{c.bias:>9,}{c.trainable:>11,}{mark}")
+    if pick is not None:
+        chosen = rows[pick]["cfg"]
+        lines += ["", "as config:", f'[model]\nhead = "{chosen.model.head}"', "[lora]",
+                  f"r = {chosen.lora.r}", f"targets = {chosen.lora.targets}"]
     return "\n".join(lines)

@@ -75,10 +75,14 @@ def cmd_predict(args):
 
 
 def cmd_budget(args):
-    from newslora.budget import check_budget, count_config, report
+    from newslora.budget import check_budget, count_config, plan, plan_report, report, resolve_rank
     from newslora.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if args.plan:
+        print(plan_report(cfg, *plan(cfg)))
+        return
+    cfg = resolve_rank(cfg)
     count = count_config(cfg)
     print(report(cfg, count))
     check_budget(count, cfg.train.budget)
@@ -127,6 +131,9 @@ def build_parser():
     p = sub.add_parser("budget", help="exact trainable-parameter count, no weights downloaded")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="section.key=value")
+    p.add_argument("--plan", action="store_true",
+                   help="list adapter layouts that fit the budget, each at its largest rank, "
+                        "and pick one (most matrices adapted, then rank)")
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("plot", help="loss/accuracy curves and confusion matrix as PNG")
@@ -136,7 +143,12 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides may come after a flag: `budget CONFIG --plan lora.r=8`
+        if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     warnings.filterwarnings("ignore", category=FutureWarning)
     _use_offline_mode_if_hub_unreachable()
     try:

@@ -65,8 +65,11 @@ class DataConfig:
 
 @dataclass
 class LoraSection:
-    r: int = _f(8, "LoRA rank; 0 trains no adapters (head and biases only).")
-    alpha: float = _f(16.0, "LoRA scaling numerator (scale = alpha / r).")
+    r: int | str = _f(
+        8, 'LoRA rank, or "auto": the largest rank whose trainable total fits train.budget.'
+    )
+    alpha: float = _f(16.0, "LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r)).")
+    rslora: bool = _f(False, "Rank-stabilised scale alpha / sqrt(r) (peft's use_rslora).")
     dropout: float = _f(0.1, "Dropout on the LoRA input.")
     targets: list = _f(
         ["query", "value"],
@@ -137,7 +140,8 @@ def _coerce(section, key, value, where):
     if want is list and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise NewsloraError(f"{where}: '{section}.{key}' must be {want.__name__}, got {value!r}")
+        name = getattr(want, "__name__", str(want))
+        raise NewsloraError(f"{where}: '{section}.{key}' must be {name}, got {value!r}")
     return _expand(value)
 
 
@@ -195,6 +199,9 @@ def validate(cfg):
             raise NewsloraError(
                 f"config: '{section}.{key}' must be one of {allowed}, got {value!r}"
             )
+    r = cfg.lora.r
+    if r != "auto" and not (isinstance(r, int) and r >= 1):
+        raise NewsloraError(f"config: 'lora.r' must be a positive integer or \"auto\", got {r!r}")
     if len(cfg.data.labels) < 2:
         raise NewsloraError("config: 'data.labels' needs at least two class names")
     if not 0 < cfg.data.val_fraction < 1:

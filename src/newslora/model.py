@@ -207,6 +207,7 @@ def build_model(cfg, pretrained=True):
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
+        use_rslora=cfg.lora.rslora,
         target_modules=target_regex(model.config.model_type, cfg.lora.targets, cfg.lora.layers),
         bias=cfg.lora.bias,
         modules_to_save=head_modules(model),
