@@ -75,6 +75,7 @@ def tiny_config(model, train_csv, out_dir, extra=""):
     return f"""
 [model]
 name = "{model}"
+head = "default"
 max_length = 64
 [data]
 train = "{train_csv}"
@@ -83,6 +84,8 @@ val_rows = 40
 [lora]
 r = 4
 alpha = 8.0
+dropout = 0.1
+rslora = false
 targets = ["query", "value"]
 [train]
 output_dir = "{out_dir}"
@@ -91,6 +94,7 @@ max_steps = 8
 batch_size = 16
 eval_every = 4
 lr = 1e-3
+warmup_ratio = 0.06
 logging_steps = 2
 {extra}
 """

@@ -25,7 +25,8 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
     [
         ("lora.rank=4", "unknown key 'lora.rank'"),
         ("optim.lr=1", "unknown section 'optim'"),
-        ("lora.r=four", "'lora.r' must be int"),
+        ("lora.r=four", "'lora.r' must be a positive integer or"),
+        ("lora.dropout=high", "'lora.dropout' must be float"),
         ("lora.bias=some", "'lora.bias' must be one of"),
         ("no_equals", "expected section.key=value"),
     ],

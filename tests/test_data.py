@@ -111,3 +111,17 @@ def test_split_is_stratified_seeded_and_disjoint(pool):
     assert not set(train["text"]) & set(val["text"])
     again, _ = split_train_val(df, cfg)
     assert again["text"].tolist() == train["text"].tolist()
+
+
+def test_competition_style_pickled_dataset(tmp_path):
+    """The competition ships its unlabelled set as a pickled `datasets.Dataset`."""
+    import datasets
+
+    texts = pd.read_csv(DATA / "competition" / "test_unlabelled.csv")["text"].head(50).tolist()
+    with open(tmp_path / "test_unlabelled.pkl", "wb") as f:
+        pickle.dump(datasets.Dataset.from_dict({"text": texts}), f)
+    df = load_examples(
+        tmp_path / "test_unlabelled.pkl", LABELS, need_labels=False, allow_pickle=True
+    )
+    assert df["text"].tolist() == [clean_text(t) for t in texts]
+    assert df["id"].tolist() == list(range(50))

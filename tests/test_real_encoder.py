@@ -19,18 +19,21 @@ def test_minilm_learns_real_news(pool, tmp_path, write_config):
     cfg = write_config(f"""
 [model]
 name = "{minilm_path()}"
+head = "default"
 [data]
 train = "{tmp_path / "train.csv"}"
 val_rows = 80
 [lora]
 r = 8
 alpha = 16.0
+dropout = 0.1
 targets = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
 [train]
 output_dir = "{run}"
 epochs = 3.0
 batch_size = 16
 lr = 1e-3
+warmup_ratio = 0.06
 """)
     recipe = Recipe(load_config(cfg)).setup()
     assert recipe.count.trainable == 333_316  # 6 layers x 6 matrices at r=8, + 384x4 head

@@ -144,25 +144,42 @@ def plan(cfg):
         for head in ("default", "linear"):
             candidate = _with_head(_with_lora(cfg, targets=targets), head)
             rank, count = largest_rank(candidate)
-            rows.append({"layout": layout, "head": head, "r": rank, "count": count,
-                         "cfg": _with_lora(candidate, r=rank)})
+            rows.append(
+                {
+                    "layout": layout,
+                    "head": head,
+                    "r": rank,
+                    "count": count,
+                    "cfg": _with_lora(candidate, r=rank),
+                }
+            )
     usable = [i for i, row in enumerate(rows) if row["r"] >= 4]
-    pick = max(usable, key=lambda i: (i // 2, rows[i]["r"], rows[i]["head"] == "default"),
-               default=None)
+    pick = max(
+        usable, key=lambda i: (i // 2, rows[i]["r"], rows[i]["head"] == "default"), default=None
+    )
     return rows, pick
 
 
 def plan_report(cfg, rows, pick):
-    lines = [f"budget {cfg.train.budget:,} on {cfg.model.name} (bias={cfg.lora.bias})",
-             f"{'layout':<15}{'head':<9}{'max r':>6}{'lora':>11}{'head':>9}{'bias':>9}"
-             f"{'trainable':>11}"]
+    lines = [
+        f"budget {cfg.train.budget:,} on {cfg.model.name} (bias={cfg.lora.bias})",
+        f"{'layout':<15}{'head':<9}{'max r':>6}{'lora':>11}{'head':>9}{'bias':>9}{'trainable':>11}",
+    ]
     for i, row in enumerate(rows):
         c = row["count"]
         mark = "  <- pick" if i == pick else ("  (does not fit)" if row["r"] < 1 else "")
-        lines.append(f"{row['layout']:<15}{row['head']:<9}{row['r']:>6}{c.lora:>11,}"
-                     f"{c.head:>9,}{c.bias:>9,}{c.trainable:>11,}{mark}")
+        lines.append(
+            f"{row['layout']:<15}{row['head']:<9}{row['r']:>6}{c.lora:>11,}"
+            f"{c.head:>9,}{c.bias:>9,}{c.trainable:>11,}{mark}"
+        )
     if pick is not None:
         chosen = rows[pick]["cfg"]
-        lines += ["", "as config:", f'[model]\nhead = "{chosen.model.head}"', "[lora]",
-                  f"r = {chosen.lora.r}", f"targets = {chosen.lora.targets}"]
+        lines += [
+            "",
+            "as config:",
+            f'[model]\nhead = "{chosen.model.head}"',
+            "[lora]",
+            f"r = {chosen.lora.r}",
+            f"targets = {chosen.lora.targets}",
+        ]
     return "\n".join(lines)

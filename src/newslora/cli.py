@@ -131,9 +131,12 @@ def build_parser():
     p = sub.add_parser("budget", help="exact trainable-parameter count, no weights downloaded")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="section.key=value")
-    p.add_argument("--plan", action="store_true",
-                   help="list adapter layouts that fit the budget, each at its largest rank, "
-                        "and pick one (most matrices adapted, then rank)")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="list adapter layouts that fit the budget, each at its largest rank, "
+        "and pick one (most matrices adapted, then rank)",
+    )
     p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("plot", help="loss/accuracy curves and confusion matrix as PNG")

@@ -205,11 +205,12 @@ def load_examples(
     return out
 
 
-def load_config_data(data_cfg, which, need_labels=True, allow_pickle=False):
-    """Load `data.train` / `data.test` / `data.predict` of a config's data section."""
-    spec = getattr(data_cfg, which)
+def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False):
+    """Load `spec` with a config's labels, text/label columns and cleaning."""
     if not spec:
-        raise NewsloraError(f"config: 'data.{which}' is empty; give a data file")
+        raise NewsloraError(
+            "no data file given (set it in the config's [data] or on the command line)"
+        )
     return load_examples(
         spec,
         data_cfg.labels,

@@ -13,10 +13,10 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from newslora.data import load_examples
+from newslora.data import load_with_config
 from newslora.files import write_json
 from newslora.plots import plot_confusion
-from newslora.predict import load_run, predict_logits
+from newslora.predict import load_run, predict_with_config
 
 
 def classification_metrics(labels, preds, names):
@@ -44,24 +44,9 @@ def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False):
     run_dir = Path(run_dir)
     cfg, model, tokenizer = load_run(run_dir)
     spec = data_spec or cfg.data.test
-    df = load_examples(
-        spec,
-        cfg.data.labels,
-        need_labels=True,
-        clean=cfg.data.clean,
-        text_columns=cfg.data.text_columns,
-        label_column=cfg.data.label_column,
-        allow_pickle=allow_pickle,
-    )
+    df = load_with_config(cfg.data, spec, need_labels=True, allow_pickle=allow_pickle)
     start = time.perf_counter()
-    logits = predict_logits(
-        model,
-        tokenizer,
-        df["text"].tolist(),
-        cfg.train.eval_batch_size,
-        cfg.model.max_length,
-        cfg.train.precision,
-    )
+    logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist())
     seconds = time.perf_counter() - start
     metrics = classification_metrics(df["label"].to_numpy(), logits.argmax(axis=1), cfg.data.labels)
     metrics |= {

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from newslora import NewsloraError
 from newslora.config import load_config
-from newslora.data import load_examples
+from newslora.data import load_with_config
 from newslora.files import atomic_path
 from newslora.model import autocast_dtype, load_model
 
@@ -51,28 +51,21 @@ def predict_logits(
     return logits
 
 
+def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):
+    """predict_logits with a run's batch size, max length and precision."""
+    batch_size = batch_size or cfg.train.eval_batch_size
+    return predict_logits(
+        model, tokenizer, texts, batch_size, cfg.model.max_length, cfg.train.precision
+    )
+
+
 def predict_run(run_dir, input_spec, output, allow_pickle=False, batch_size=None):
     """Write `ID,Label` for each row of `input_spec` to `output`, atomically; return the table."""
     cfg, model, tokenizer = load_run(run_dir)
-    spec = input_spec or cfg.data.predict
-    if not spec:
-        raise NewsloraError("no input given and the run's config has no data.predict")
-    df = load_examples(
-        spec,
-        cfg.data.labels,
-        need_labels=False,
-        clean=cfg.data.clean,
-        text_columns=cfg.data.text_columns,
-        allow_pickle=allow_pickle,
+    df = load_with_config(
+        cfg.data, input_spec or cfg.data.predict, need_labels=False, allow_pickle=allow_pickle
     )
-    logits = predict_logits(
-        model,
-        tokenizer,
-        df["text"].tolist(),
-        batch_size or cfg.train.eval_batch_size,
-        cfg.model.max_length,
-        cfg.train.precision,
-    )
+    logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist(), batch_size)
     table = pd.DataFrame({"ID": df["id"], "Label": logits.argmax(axis=1)})
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)

@@ -25,7 +25,7 @@ from transformers.integrations import TensorBoardCallback
 from newslora import NewsloraError
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
-from newslora.data import load_config_data, split_train_val
+from newslora.data import load_with_config, split_train_val
 from newslora.files import atomic_path, write_json
 from newslora.model import (
     autocast_dtype,
@@ -76,7 +76,9 @@ class Recipe:
         self.cfg = cfg = resolve_rank(self.cfg)  # lora.r = "auto" -> a number, saved as such
         check_budget(count_config(cfg), cfg.train.budget)  # refuse before loading any weights
         set_seed(cfg.train.seed)
-        self.train_df, self.val_df = split_train_val(load_config_data(cfg.data, "train"), cfg.data)
+        self.train_df, self.val_df = split_train_val(
+            load_with_config(cfg.data, cfg.data.train), cfg.data
+        )
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
         self.count = count_parameters(self.model)
