@@ -98,6 +98,8 @@ def test_bad_rows_are_named(tmp_path, content, message):
 def test_missing_file_and_unreachable_hub_are_named():
     with pytest.raises(NewsloraError, match="nope.csv: file not found"):
         read_table("nope.csv")
+    with pytest.raises(NewsloraError, match="data/nope.csv: file not found"):
+        read_table("data/nope.csv")  # looks like owner/name, but it is a file path
     with pytest.raises(NewsloraError, match="not a local file"):
         read_table("fancyzhx/ag_news:train")  # HF_HUB_OFFLINE=1 in the tests
 

@@ -55,7 +55,15 @@ def test_resume_continues_exactly(tiny_bert, small_train_csv, tmp_path, write_co
 
 def test_run_directory_is_complete(tiny_bert, small_train_csv, tmp_path, write_config):
     run = tmp_path / "run"
-    _train(write_config(tiny_config(tiny_bert, small_train_csv, run)))
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run))
+    _train(config, ["train.max_steps=12"])
+    assert (run / "checkpoints" / "checkpoint-12").is_dir()
+    _train(config)  # again, into the same folder
+    # the second run starts clean: no checkpoint of the first one is left to rotate or resume
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "checkpoint-4",
+        "checkpoint-8",
+    ]
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["trainable_params"] == 2 * 2 * (32 * 4 * 2) + 32 * 4 + 4
     assert summary["train_rows"] == 360 and summary["val_rows"] == 40

@@ -53,7 +53,13 @@ def clean_text(text):
 # --- reading ----------------------------------------------------------------------------------
 
 
+FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json", ".pkl", ".pickle")
+
+
 def _is_hub_id(spec):
+    """`owner/name` or `owner/name:split`; a missing `data/train.csv` is a missing file."""
+    if spec.lower().endswith(FILE_SUFFIXES):
+        return False
     return re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", spec) is not None
 
 
@@ -116,7 +122,8 @@ def read_table(spec, allow_pickle=False):
                 dtype=str,
                 keep_default_na=False,
             )
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        sep = "\t" if suffix == ".tsv" else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except NewsloraError:
         raise
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:

@@ -8,6 +8,7 @@ head, `adapter/` loads with plain `peft.PeftModel.from_pretrained(base_model, ru
 import importlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import safetensors.torch
@@ -241,6 +242,4 @@ def load_model(cfg, folder):
 
 def _without_lora(cfg):
     """The same config with full_finetune on: build_model then returns the bare base model."""
-    from dataclasses import replace
-
     return replace(cfg, lora=replace(cfg.lora, full_finetune=True))

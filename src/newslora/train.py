@@ -12,6 +12,7 @@ Run directory:
   checkpoints/     Trainer checkpoints for --resume
 """
 
+import shutil
 import time
 from pathlib import Path
 
@@ -136,6 +137,10 @@ class Recipe:
         checkpoints = self.run_dir / "checkpoints"
         if resume and not any(checkpoints.glob("checkpoint-*")):
             raise NewsloraError(f"{checkpoints}: no checkpoint to resume from")
+        if not resume and self.trainer.is_world_process_zero():
+            # A fresh run must not rotate or resume another run's checkpoints. The previous
+            # run's outputs (adapter/, config.toml, ...) stay until save() replaces them.
+            shutil.rmtree(checkpoints, ignore_errors=True)
         start = time.perf_counter()
         self.result = self.trainer.train(resume_from_checkpoint=True if resume else None)
         self.wall_s = time.perf_counter() - start
