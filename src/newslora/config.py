@@ -57,6 +57,11 @@ class DataConfig:
         [], "Columns joined (with a space) into the text; empty = `text`, else title+description."
     )
     label_column: str = _f("", "Label column; empty = `label`, `class` or `Class Index`.")
+    mix: list = _f(
+        [],
+        "Extra training files (e.g. from `newslora augment`): paths, or {path, weight} tables; "
+        "weight 0.5 = a random half of the rows, 2 = every row twice. Training rows only.",
+    )
     clean: bool = _f(True, "Fix AG News escapes (#39; quot; &lt;b&gt; \\$) at train and predict.")
     val_fraction: float = _f(0.05, "Share of the training rows held out for validation.")
     val_rows: int = _f(0, "If > 0, hold out exactly this many rows instead of val_fraction.")

@@ -23,6 +23,7 @@ from newslora import NewsloraError
 LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
 ONE_BASED_LABEL_COLUMNS = ("class", "Class Index")  # AG News' original CSV and Kaggle's copy
 TEXT_PARTS = ("title", "description")
+PASSED_THROUGH = ("source", "origin")  # written by `newslora augment`
 
 
 # --- cleaning ---------------------------------------------------------------------------------
@@ -204,6 +205,9 @@ def load_examples(
         raise NewsloraError(f"{spec}: row {row}: field 'text' is empty")
     out = pd.DataFrame({"text": text.to_numpy()})
     out["id"] = df["id"].to_numpy() if "id" in df.columns else range(len(df))
+    for extra in PASSED_THROUGH:
+        if extra in df.columns:
+            out[extra] = df[extra].to_numpy()
     column = _label_column(df, spec, label_column)
     if column is not None:
         out["label"] = _label_ids(df[column].tolist(), column, spec, labels)

@@ -24,6 +24,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_
 from transformers.integrations import TensorBoardCallback
 
 from newslora import NewsloraError
+from newslora.augment import mix_into
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
 from newslora.data import load_with_config, split_train_val
@@ -77,9 +78,8 @@ class Recipe:
         self.cfg = cfg = resolve_rank(self.cfg)  # lora.r = "auto" -> a number, saved as such
         check_budget(count_config(cfg), cfg.train.budget)  # refuse before loading any weights
         set_seed(cfg.train.seed)
-        self.train_df, self.val_df = split_train_val(
-            load_with_config(cfg.data, cfg.data.train), cfg.data
-        )
+        real, self.val_df = split_train_val(load_with_config(cfg.data, cfg.data.train), cfg.data)
+        self.train_df, self.mixed = mix_into(real, self.val_df, cfg.data, cfg.data.seed)
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
         self.count = count_parameters(self.model)
@@ -161,6 +161,8 @@ class Recipe:
                 "model": cfg.model.name,
                 "train_rows": len(self.train_df),
                 "val_rows": len(self.val_df),
+                "rows_by_source": self.train_df["source"].value_counts().to_dict(),
+                "mixed": self.mixed,
                 "trainable_params": self.count.trainable,
                 "params": vars(self.count) | {"trainable": self.count.trainable},
                 "val_accuracy": self.val_metrics["eval_accuracy"],

@@ -1,0 +1,105 @@
+"""Augment: steps that write a dataset file (CSV or Parquet) a training config can mix in.
+
+Every row carries `source` (real / synonym / generated / pseudo); derived rows also carry
+`origin`, the text they were made from, so that training drops those derived from its
+validation rows. `data.mix` in a config names the files and their weights.
+"""
+
+from dataclasses import replace
+
+import pandas as pd
+
+from newslora import NewsloraError
+from newslora.augment.synonyms import SynonymAugmenter, SynonymConfig
+from newslora.data import load_with_config
+from newslora.files import atomic_path
+
+__all__ = ["SynonymConfig", "clean_file", "mix_into", "synonyms_file", "write_table"]
+
+
+def write_table(df, path):
+    """CSV, or Parquet when the name ends in .parquet; written atomically."""
+    with atomic_path(path) as tmp:
+        if str(path).lower().endswith(".parquet"):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+    return df
+
+
+def _table(df, source, origin=None):
+    out = pd.DataFrame({"text": df["text"].to_numpy()})
+    if "label" in df:
+        out["label"] = df["label"].to_numpy()
+    out["source"] = source
+    if origin is not None:
+        out["origin"] = origin
+    return out
+
+
+def clean_file(data_cfg, input_spec, output, allow_pickle=False):
+    """The input's texts, cleaned (data.clean_text), labels kept when present."""
+    df = load_with_config(
+        replace(data_cfg, clean=True), input_spec, need_labels=False, allow_pickle=allow_pickle
+    )
+    return write_table(_table(df, "real"), output)
+
+
+def synonyms_file(data_cfg, input_spec, output, syn_cfg, keep_original=False):
+    """`syn_cfg.copies` synonym-augmented copies of every input row."""
+    df = load_with_config(data_cfg, input_spec, need_labels=False)
+    augmenter = SynonymAugmenter(syn_cfg)
+    parts = [_table(df, "real")] if keep_original else []
+    for copy in range(syn_cfg.copies):
+        texts = [augmenter.augment(t, row, copy) for row, t in enumerate(df["text"])]
+        parts.append(_table(df.assign(text=texts), "synonym", origin=df["text"].to_numpy()))
+    return write_table(pd.concat(parts, ignore_index=True), output)
+
+
+def _weighted(df, weight, seed):
+    """weight 2.5 -> every row twice plus a random half; 0.5 -> a random half."""
+    whole, fraction = divmod(weight, 1)
+    parts = [df] * int(whole)
+    if fraction:
+        parts.append(df.sample(frac=fraction, random_state=seed))
+    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+
+
+def mix_into(train_df, val_df, data_cfg, seed):
+    """Add each `data.mix` file to the training rows, sampled by its weight.
+
+    Rows derived from a validation row (their `origin` is a validation text) are dropped:
+    they would leak it. Returns the mixed rows and a record of what was mixed."""
+    parts, record = [train_df.assign(source="real")], []
+    for entry in data_cfg.mix:
+        path, weight = _mix_entry(entry)
+        df = load_with_config(data_cfg, path)
+        if "source" not in df:
+            df["source"] = "extra"
+        leaked = pd.Series(False, index=df.index)
+        if "origin" in df:
+            leaked = df["origin"].isin(set(val_df["text"]))
+        added = _weighted(df[~leaked], weight, seed)
+        parts.append(added)
+        record.append(
+            {
+                "path": str(path),
+                "weight": weight,
+                "rows_in_file": len(df),
+                "dropped_validation_derived": int(leaked.sum()),
+                "rows_added": len(added),
+            }
+        )
+    mixed = pd.concat(parts, ignore_index=True)[["text", "label", "source"]]
+    return mixed, record
+
+
+def _mix_entry(entry):
+    if isinstance(entry, str):
+        return entry, 1.0
+    if isinstance(entry, dict) and "path" in entry:
+        weight = float(entry.get("weight", 1.0))
+        if weight < 0:
+            raise NewsloraError(f"data.mix: weight of {entry['path']} must be >= 0")
+        return entry["path"], weight
+    raise NewsloraError(f"data.mix: expected a path or {{path = ..., weight = ...}}, got {entry!r}")
