@@ -70,6 +70,40 @@ def write_config(tmp_path):
     return write
 
 
+@pytest.fixture(scope="session")
+def minilm_run(tmp_path_factory, pool):
+    """The real MiniLM encoder trained on 400 real AG rows (+80 validation): (run, held_out.csv).
+
+    320 other real rows, never seen in training or selection, are held out."""
+    folder = tmp_path_factory.mktemp("minilm")
+    picked = pool.groupby("label").sample(200, random_state=1)  # 800 rows, 200 per class
+    train = picked.groupby("label").head(120)
+    train.to_csv(folder / "train.csv", index=False)
+    picked.drop(train.index).to_csv(folder / "held_out.csv", index=False)
+    (folder / "config.toml").write_text(f"""
+[model]
+name = "{minilm_path()}"
+head = "default"
+[data]
+train = "{folder / "train.csv"}"
+val_rows = 80
+[lora]
+r = 8
+alpha = 16.0
+dropout = 0.1
+rslora = false
+targets = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
+[train]
+output_dir = "{folder / "run"}"
+epochs = 3.0
+batch_size = 16
+lr = 1e-3
+warmup_ratio = 0.06
+""")
+    newslora("train", folder / "config.toml")
+    return folder / "run", folder / "held_out.csv"
+
+
 def tiny_config(model, train_csv, out_dir, extra=""):
     """A config that trains the tiny model for a few steps on CPU."""
     return f"""

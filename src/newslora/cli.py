@@ -110,6 +110,41 @@ def cmd_augment(args):
     print(f"wrote {len(table):,} rows to {args.output} (by source: {counts})")
 
 
+def cmd_generate(args):
+    import tempfile
+
+    from newslora.augment import generate_file
+    from newslora.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    with tempfile.TemporaryDirectory() as work_dir:
+        report = generate_file(cfg, args.output, work_dir)
+    rates = report.get("keep_rate")
+    print(
+        f"generated {report['generated']:,} rows ({report['rows_per_s']} rows/s), kept "
+        f"{report['kept']:,} -> {args.output}" + (f"; keep rate per class {rates}" if rates else "")
+    )
+    for label, examples in report["examples"].items():
+        for kind in ("kept", "rejected"):
+            for text in examples[kind]:
+                print(f"  [{label} {kind}] {text[:160]}")
+
+
+def cmd_pseudo(args):
+    from newslora.augment.pseudo import self_train
+    from newslora.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    report = self_train(cfg, args.corpus, args.output_dir, args.run, args.rounds, args.threshold)
+    for r in report["rounds"]:
+        print(
+            f"round {r['round']}: +{r['rows_added']:,} pseudo-labelled rows "
+            f"{r['added_per_class']}, val accuracy {100 * r['val_accuracy']:.2f}% -> {r['run']}"
+        )
+    if "stopped" in report:
+        print(f"stopped: {report['stopped']}")
+
+
 def cmd_plot(args):
     from newslora.plots import plot_curves
 
@@ -172,6 +207,28 @@ def build_parser():
         s.add_argument("output", help="CSV or .parquet to write (text, label, source[, origin])")
         s.add_argument("--config", help="take labels and text columns from this config")
         s.set_defaults(func=cmd_augment)
+    s = steps.add_parser(
+        "generate",
+        help="adapt a causal LM to unlabelled texts, write rows "
+        "per class, keep those a trained run agrees with (config [generate])",
+    )
+    s.add_argument("config", help="TOML config with a [generate] section (see configs/)")
+    s.add_argument("output", help="CSV or .parquet of kept rows; OUTPUT.report.json beside it")
+    s.add_argument("overrides", nargs="*", help="section.key=value, e.g. generate.per_class=50")
+    s.set_defaults(func=cmd_generate)
+    s = steps.add_parser(
+        "pseudo-label",
+        help="self-training: label confident corpus rows with a "
+        "run, retrain on real + those rows; 1-3 rounds",
+    )
+    s.add_argument("config", help="TOML config each round trains with (its data.train is real)")
+    s.add_argument("corpus", help="unlabelled texts (a `text` column)")
+    s.add_argument("output_dir", help="round runs, pseudo-roundN.csv files, pseudo_report.json")
+    s.add_argument("overrides", nargs="*", help="section.key=value")
+    s.add_argument("--run", required=True, help="the trained run that labels round 1")
+    s.add_argument("--rounds", type=int, default=1, choices=(1, 2, 3))
+    s.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
+    s.set_defaults(func=cmd_pseudo)
     p_clean, p_syn = steps.choices["clean"], steps.choices["synonyms"]
     p_clean.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p_syn.add_argument("--rate", type=float, default=0.1, help="share of eligible words replaced")

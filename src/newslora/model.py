@@ -6,6 +6,7 @@ head, `adapter/` loads with plain `peft.PeftModel.from_pretrained(base_model, ru
 """
 
 import importlib
+import importlib.util
 import json
 import re
 from dataclasses import replace
@@ -96,16 +97,18 @@ def device_name():
 
 
 def resolve_name(name):
-    """`python:MODULE` -> the folder MODULE.get_model_path() returns; anything else unchanged."""
+    """`python:MODULE` -> MODULE.get_model_path() if it has one, else the package's folder
+    (for packages that only ship files); anything else unchanged."""
     if not name.startswith("python:"):
         return name
     module = name.removeprefix("python:")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise NewsloraError(f"model '{name}': no installed Python package '{module}'")
     try:
         return str(importlib.import_module(module).get_model_path())
-    except (ImportError, AttributeError) as e:
-        raise NewsloraError(
-            f"model '{name}': cannot import {module}.get_model_path(): {e}"
-        ) from None
+    except (ImportError, AttributeError):  # ships files only (and may not even import)
+        return str(Path(spec.origin).parent)
 
 
 def load_hf_config(name, labels):

@@ -5,16 +5,25 @@ Every row carries `source` (real / synonym / generated / pseudo); derived rows a
 validation rows. `data.mix` in a config names the files and their weights.
 """
 
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 
 from newslora import NewsloraError
 from newslora.augment.synonyms import SynonymAugmenter, SynonymConfig
 from newslora.data import load_with_config
-from newslora.files import atomic_path
+from newslora.files import atomic_path, write_json
 
-__all__ = ["SynonymConfig", "clean_file", "mix_into", "synonyms_file", "write_table"]
+__all__ = [
+    "SynonymConfig",
+    "clean_file",
+    "generate_file",
+    "mix_into",
+    "synonyms_file",
+    "write_table",
+]
 
 
 def write_table(df, path):
@@ -103,3 +112,51 @@ def _mix_entry(entry):
             raise NewsloraError(f"data.mix: weight of {entry['path']} must be >= 0")
         return entry["path"], weight
     raise NewsloraError(f"data.mix: expected a path or {{path = ..., weight = ...}}, got {entry!r}")
+
+
+def generate_file(cfg, output, work_dir):
+    """Adapt (optional), generate, filter (optional); write kept rows and a report beside them.
+
+    Returns the report: counts, keep rates per class, speed and example rows."""
+    from newslora.augment import generate as gen
+
+    g, labels = cfg.generate, cfg.data.labels
+    corpus = None
+    if g.corpus and g.adapt_rows > 0:  # read (and check) the corpus before the slow model load
+        corpus = load_with_config(cfg.data, g.corpus, need_labels=False)
+        corpus = corpus.sample(n=min(g.adapt_rows, len(corpus)), random_state=g.seed)
+    model, tokenizer = gen.load_lm(g)
+    report = {"model": g.model, "adapted_on": None, "adapt_loss": None}
+    if corpus is not None:
+        model, report["adapt_loss"] = gen.adapt(
+            model, tokenizer, corpus["text"].tolist(), g, work_dir
+        )
+        report["adapted_on"] = {"corpus": g.corpus, "rows": len(corpus)}
+    start = time.perf_counter()
+    rows = gen.write_rows(model, tokenizer, labels, g)
+    seconds = time.perf_counter() - start
+    report |= {
+        "generated": len(rows),
+        "generate_s": round(seconds, 1),
+        "rows_per_s": round(len(rows) / seconds, 2),
+    }
+    if g.filter_run:
+        rows = gen.filter_rows(rows, g.filter_run, g.threshold)
+        report |= {
+            "filter_run": g.filter_run,
+            "threshold": g.threshold,
+            "keep_rate": gen.keep_rates(rows, labels),
+        }
+    else:
+        rows["kept"] = True
+    report["kept"] = int(rows["kept"].sum())
+    report["examples"] = {
+        labels[k]: {
+            "kept": group[group["kept"]]["text"].head(5).tolist(),
+            "rejected": group[~group["kept"]]["text"].head(5).tolist(),
+        }
+        for k, group in rows.groupby("label")
+    }
+    write_table(rows[rows["kept"]][["text", "label", "source"]], output)
+    write_json(Path(str(output) + ".report.json"), report)
+    return report
