@@ -61,16 +61,16 @@ def save_rows(rows, path):
 
 
 def markdown(rows):
-    """One line per (encoder, recipe): mean and spread over seeds."""
+    """One line per (encoder, recipe, training rows): mean and spread over seeds."""
     groups = {}
     for row in rows:
-        groups.setdefault((row["encoder"], row["recipe"]), []).append(row)
+        groups.setdefault((row["encoder"], row["recipe"], row["train_rows"]), []).append(row)
     lines = [
         "| encoder | recipe | seeds | test accuracy % (mean ± half-range) | macro-F1 % "
         "| trainable params | train rows | wall s | train samples/s | device |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (encoder, recipe), group in sorted(groups.items()):
+    for (encoder, recipe, _), group in sorted(groups.items()):
         acc = [r["test_accuracy"] for r in group]
         f1 = [100 * r["macro_f1"] for r in group]
         spread = (max(acc) - min(acc)) / 2
