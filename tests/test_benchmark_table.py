@@ -24,8 +24,11 @@ def test_markdown_groups_seeds(tmp_path):
         "train_samples_per_s": 50.0,
         "device": "cpu",
     }
-    rows = [row | {"seed": 1, "test_accuracy": 90.0}, row | {"seed": 2, "test_accuracy": 91.0},
-            row | {"seed": 1, "test_accuracy": 80.0, "train_rows": 1000}]
+    rows = [
+        row | {"seed": 1, "test_accuracy": 90.0},
+        row | {"seed": 2, "test_accuracy": 91.0},
+        row | {"seed": 1, "test_accuracy": 80.0, "train_rows": 1000},
+    ]
     bench.save_rows(rows, tmp_path / "accuracy.json")
     table = (tmp_path / "accuracy.md").read_text()
     assert "| minilm | newslora | 2 | 90.50 ± 0.50 | 90.00 | 995,328 | 7,500 |" in table
