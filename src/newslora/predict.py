@@ -51,6 +51,12 @@ def predict_logits(
     return logits
 
 
+def label_confidence(logits):
+    """(predicted label, its softmax probability) for each row of logits."""
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+    return probs.argmax(axis=1), probs.max(axis=1)
+
+
 def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):
     """predict_logits with a run's batch size, max length and precision."""
     batch_size = batch_size or cfg.train.eval_batch_size

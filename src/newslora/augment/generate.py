@@ -163,12 +163,13 @@ def _sample(model, tokenizer, prompt, n, rng, gen_cfg, device):
 
 def filter_rows(rows, run_dir, threshold):
     """Keep rows the run assigns to their intended class with confidence >= threshold."""
-    from newslora.predict import load_run, predict_with_config
+    from newslora.predict import label_confidence, load_run, predict_with_config
 
     cfg, model, tokenizer = load_run(run_dir)
-    logits = predict_with_config(cfg, model, tokenizer, rows["text"].tolist())
-    probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-    rows = rows.assign(predicted=probs.argmax(axis=1), confidence=probs.max(axis=1))
+    predicted, confidence = label_confidence(
+        predict_with_config(cfg, model, tokenizer, rows["text"].tolist())
+    )
+    rows = rows.assign(predicted=predicted, confidence=confidence)
     rows["kept"] = (rows["predicted"] == rows["label"]) & (rows["confidence"] >= threshold)
     return rows
 

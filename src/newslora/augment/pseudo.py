@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from newslora.data import load_with_config
 from newslora.files import write_json
-from newslora.predict import load_run, predict_with_config
+from newslora.predict import label_confidence, load_run, predict_with_config
 
 
 def confident_rows(run_dir, texts, threshold, labels):
@@ -28,10 +27,8 @@ def confident_rows(run_dir, texts, threshold, labels):
 
 def select_confident(logits, texts, threshold, labels):
     """The selection rule alone: confident rows, as many per class as the scarcest class."""
-    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
-    table = pd.DataFrame(
-        {"text": list(texts), "label": probs.argmax(axis=1), "confidence": probs.max(axis=1)}
-    )
+    predicted, confidence = label_confidence(logits)
+    table = pd.DataFrame({"text": list(texts), "label": predicted, "confidence": confidence})
     table = table[table["confidence"] >= threshold]
     counts = [int((table["label"] == k).sum()) for k in range(len(labels))]
     per_class = min(counts)
