@@ -67,8 +67,8 @@ def markdown(rows):
         groups.setdefault((row["encoder"], row["recipe"], row["train_rows"]), []).append(row)
     lines = [
         "| encoder | recipe | seeds | test accuracy % (mean ± half-range) | macro-F1 % "
-        "| trainable params | train rows | wall s | train samples/s | device |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| trainable params | train rows | wall s | train samples/s | device | OOD proxy % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (encoder, recipe, _), group in sorted(groups.items()):
         acc = [r["test_accuracy"] for r in group]
@@ -79,9 +79,16 @@ def markdown(rows):
             f"| {encoder} | {recipe} | {len(group)} | {np.mean(acc):.2f} ± {spread:.2f} "
             f"| {np.mean(f1):.2f} | {group[0]['trainable_params']:,} | {group[0]['train_rows']:,} "
             f"| {np.mean([r['wall_s'] for r in group]):.0f} "
-            f"| {np.mean(speed) if speed else float('nan'):.1f} | {group[0]['device']} |"
+            f"| {np.mean(speed) if speed else float('nan'):.1f} | {group[0]['device']} "
+            f"| {_mean_ood(group)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _mean_ood(group):
+    """OOD-proxy accuracy (benchmarks/augment.py measures it), or a dash."""
+    ood = [r["ood_accuracy"] for r in group if "ood_accuracy" in r]
+    return f"{np.mean(ood):.2f}" if ood else "-"
 
 
 def subset_overrides(args, seed):

@@ -1,15 +1,19 @@
-"""The accuracy benchmark's report: mean and spread over seeds, one line per recipe."""
+"""The benchmarks' reports (mean and spread over seeds, effects against the baseline) and
+the OOD proxy's surface shifts."""
 
-import importlib.util
+import importlib
+import random
+import sys
 
 from conftest import REPO
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("accuracy", REPO / "benchmarks" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _benchmark(name="accuracy"):
+    sys.path.insert(0, str(REPO / "benchmarks"))  # augment.py imports its sibling accuracy.py
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
 
 
 def test_markdown_groups_seeds(tmp_path):
@@ -34,3 +38,32 @@ def test_markdown_groups_seeds(tmp_path):
     assert "| minilm | newslora | 2 | 90.50 ± 0.50 | 90.00 | 995,328 | 7,500 |" in table
     assert "| minilm | newslora | 1 | 80.00 ± 0.00 | 90.00 | 995,328 | 1,000 |" in table
     assert bench.load_rows(tmp_path / "accuracy.json") == rows
+
+
+def test_ood_shifts_are_seeded_and_keep_the_words():
+    bench = _benchmark("augment")
+    text = "Fed raises rates again, citing inflation worries on Tuesday in Washington."
+    for kind in bench.SHIFTS:
+        first = bench.shift_text(text, kind, random.Random(3))
+        assert first == bench.shift_text(text, kind, random.Random(3)) and first != text
+    shuffled = bench.shift_text(text, "shuffled", random.Random(3))
+    assert sorted(shuffled.split()) == sorted(text.split())
+    assert bench.shift_text(text, "lower_nopunct", random.Random(0)).islower()
+    assert len(bench.shift_text(text, "headline", random.Random(0)).split()) == 10
+
+
+def test_effects_table_reports_deltas_against_the_baseline():
+    bench = _benchmark("augment")
+    shifts = dict.fromkeys(bench.SHIFTS, 50.0)
+    row = {"ood_by_shift": shifts, "added_rows": 0, "wall_s": 10.0}
+    rows = [
+        row | {"recipe": "newslora baseline", "test_accuracy": 88.0, "ood_accuracy": 70.0},
+        row | {"recipe": "newslora baseline", "test_accuracy": 89.0, "ood_accuracy": 71.0},
+        row
+        | {"recipe": "newslora +synonyms", "test_accuracy": 89.0, "ood_accuracy": 70.0}
+        | {"added_rows": 2000},
+    ]
+    lines = bench.effects_table(rows)
+    assert lines[2].startswith("| newslora baseline | 2 | 88.50 ± 0.50 | +0.00 | 70.50 | +0.00 |")
+    assert lines[3].startswith("| newslora +synonyms | 1 | 89.00 ± 0.00 | +0.50 | 70.00 | -0.50 |")
+    assert lines[3].endswith("| 2,000 | 10 |")

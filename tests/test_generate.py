@@ -9,6 +9,7 @@ from conftest import DATA, LABELS, newslora, tiny_config
 
 from newslora.augment.generate import filter_rows
 from newslora.augment.pseudo import select_confident
+from newslora.predict import fit_temperature, label_confidence
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,9 @@ def test_smollm2_adapts_generates_and_filters(tiny_run, tmp_path):
     kept = pd.read_csv(out)
     assert len(kept) == report["kept"] and (kept["source"] == "generated").all()
     assert kept["text"].str.split().str.len().min() >= 5 and kept["text"].is_unique
+    scored = pd.read_csv(str(out) + ".scored.csv")  # every row, with the filter's verdict
+    assert len(scored) == report["generated"] and scored["kept"].sum() == report["kept"]
+    assert scored["confidence"].between(0, 1).all()
     assert "[" in proc.stdout  # example rows are printed for a reader to judge
 
 
@@ -77,7 +81,8 @@ def test_pseudo_selection_is_confident_and_balanced():
         ]
     )  # not confident
     texts = [f"t{i}" for i in range(8)]
-    rows, counts = select_confident(logits, texts, threshold=0.8, labels=LABELS)
+    predicted, confidence = label_confidence(logits)
+    rows, counts = select_confident(predicted, confidence, texts, threshold=0.8, labels=LABELS)
     assert counts == {"World": 3, "Sports": 2, "Business": 1, "Sci/Tech": 1}
     # one per class (the scarcest class has one): the most confident World and Sports rows
     assert sorted(rows["text"]) == ["t2", "t3", "t5", "t6"]
@@ -130,3 +135,30 @@ def test_pseudo_label_stops_when_a_class_has_no_confident_row(tiny_run, tmp_path
     )
     assert "stopped: round 1: no confident rows" in proc.stdout
     assert not (tmp_path / "o" / "round1").exists()
+
+
+def test_temperature_scaling_recovers_the_true_temperature():
+    """Labels drawn from softmax(z / 2): the fitted temperature is 2."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 4))
+    probs = np.exp(logits / 2) / np.exp(logits / 2).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(4, p=p) for p in probs])
+    assert abs(fit_temperature(logits, labels) - 2.0) < 0.15
+    predicted, confidence = label_confidence(logits, 2.0)
+    assert (predicted == logits.argmax(axis=1)).all()  # scaling never changes a prediction
+    assert (confidence < label_confidence(logits)[1]).all()  # T > 1 softens
+
+
+def test_filter_step_on_any_labelled_file(tiny_run, tmp_path):
+    """`augment filter` judges a file that was not generated here (e.g. seed 000's rows)."""
+    rows = pd.read_csv(DATA / "seed000" / "synthetic.csv").groupby("label").head(5)
+    rows.to_csv(tmp_path / "theirs.csv", index=False)
+    out = tmp_path / "kept.csv"
+    proc = newslora("augment", "filter", tmp_path / "theirs.csv", out, "--run", tiny_run,
+                    "--threshold", "0.0")  # fmt: skip
+    scored = pd.read_csv(str(out) + ".scored.csv")
+    assert len(scored) == 20 and (scored["kept"] == (scored["predicted"] == scored["label"])).all()
+    assert len(pd.read_csv(out)) == scored["kept"].sum() and "keep rate per class" in proc.stdout
+    newslora("augment", "filter", tmp_path / "theirs.csv", out, "--run", tiny_run,
+             "--threshold", "1.01")  # fmt: skip
+    assert len(pd.read_csv(out)) == 0

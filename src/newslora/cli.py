@@ -119,10 +119,26 @@ def cmd_generate(args):
     cfg = load_config(args.config, args.overrides)
     with tempfile.TemporaryDirectory() as work_dir:
         report = generate_file(cfg, args.output, work_dir)
+    print(f"generated {report['generated']:,} rows ({report['rows_per_s']} rows/s)")
+    _print_verdict(report, args.output)
+
+
+def cmd_filter(args):
+    from newslora.augment import filter_file
+    from newslora.config import load_config
+
+    data_cfg = load_config(args.config).data
+    _print_verdict(
+        filter_file(data_cfg, args.input, args.output, args.run, args.threshold), args.output
+    )
+
+
+def _print_verdict(report, output):
     rates = report.get("keep_rate")
+    rates = ", ".join(f"{k} {100 * v:.0f}%" for k, v in rates.items()) if rates else ""
     print(
-        f"generated {report['generated']:,} rows ({report['rows_per_s']} rows/s), kept "
-        f"{report['kept']:,} -> {args.output}" + (f"; keep rate per class {rates}" if rates else "")
+        f"kept {report['kept']:,} -> {output}"
+        + (f"; keep rate per class: {rates}" if rates else "")
     )
     for label, examples in report["examples"].items():
         for kind in ("kept", "rejected"):
@@ -216,6 +232,17 @@ def build_parser():
     s.add_argument("output", help="CSV or .parquet of kept rows; OUTPUT.report.json beside it")
     s.add_argument("overrides", nargs="*", help="section.key=value, e.g. generate.per_class=50")
     s.set_defaults(func=cmd_generate)
+    s = steps.add_parser(
+        "filter",
+        help="keep labelled rows (e.g. generated) that a trained run assigns to their own "
+        "label with calibrated confidence >= threshold",
+    )
+    s.add_argument("input", help="labelled data file (text, label)")
+    s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
+    s.add_argument("--run", required=True, help="the trained run that judges the rows")
+    s.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
+    s.add_argument("--config", help="take labels and text columns from this config")
+    s.set_defaults(func=cmd_filter)
     s = steps.add_parser(
         "pseudo-label",
         help="self-training: label confident corpus rows with a "

@@ -5,6 +5,7 @@ longest row (news texts are ~50 tokens; padding to 512 would cost ~10x). LoRA is
 the base weights for inference. Output order and IDs follow the input file.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,38 @@ def predict_logits(
     return logits
 
 
-def label_confidence(logits):
-    """(predicted label, its softmax probability) for each row of logits."""
-    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+def label_confidence(logits, temperature=1.0):
+    """(predicted label, its softmax probability at `temperature`) for each row of logits."""
+    scaled = torch.as_tensor(logits, dtype=torch.float32) / temperature
+    probs = torch.softmax(scaled, dim=-1).numpy()
     return probs.argmax(axis=1), probs.max(axis=1)
+
+
+def fit_temperature(logits, labels):
+    """Temperature scaling (Guo et al., 2017): the T minimising validation NLL of softmax(z/T).
+
+    A LoRA model trained briefly on little data is under-confident (raw top probabilities stay
+    below 0.9 even where it is right 95% of the time); after scaling, "confidence >= 0.9" means
+    what it says, so the generate filter and pseudo-labelling thresholds carry over across runs.
+    Accuracy is unchanged: T > 0 keeps every argmax."""
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    grid = torch.logspace(-2, 1, 301)  # T from 0.01 to 10; NLL is smooth in log T
+    nll = torch.stack([torch.nn.functional.cross_entropy(z / t, y) for t in grid])
+    return round(float(grid[int(nll.argmin())]), 4)
+
+
+def run_confidence(run_dir, texts):
+    """(predicted label, calibrated confidence) of a run for each text."""
+    cfg, model, tokenizer = load_run(run_dir)
+    logits = predict_with_config(cfg, model, tokenizer, list(texts))
+    return label_confidence(logits, run_temperature(run_dir))
+
+
+def run_temperature(run_dir):
+    """The run's fitted temperature (1.0 for runs saved before calibration existed)."""
+    summary = Path(run_dir) / "train_summary.json"
+    return json.loads(summary.read_text()).get("temperature", 1.0) if summary.is_file() else 1.0
 
 
 def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):

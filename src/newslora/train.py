@@ -36,6 +36,7 @@ from newslora.model import (
     load_tokenizer,
     save_model,
 )
+from newslora.predict import fit_temperature
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 
@@ -145,6 +146,8 @@ class Recipe:
         self.result = self.trainer.train(resume_from_checkpoint=True if resume else None)
         self.wall_s = time.perf_counter() - start
         self.val_metrics = self.trainer.evaluate()  # the best checkpoint is loaded by now
+        val = self.trainer.predict(self.trainer.eval_dataset)
+        self.temperature = fit_temperature(val.predictions, val.label_ids)
         return self
 
     def save(self):
@@ -167,6 +170,7 @@ class Recipe:
                 "params": vars(self.count) | {"trainable": self.count.trainable},
                 "val_accuracy": self.val_metrics["eval_accuracy"],
                 "val_loss": self.val_metrics["eval_loss"],
+                "temperature": self.temperature,  # confidence calibration, fitted on validation
                 "best_checkpoint": state.best_model_checkpoint,
                 "steps": state.global_step,
                 "epochs": state.epoch,

@@ -19,6 +19,7 @@ from newslora.files import atomic_path, write_json
 __all__ = [
     "SynonymConfig",
     "clean_file",
+    "filter_file",
     "generate_file",
     "mix_into",
     "synonyms_file",
@@ -115,7 +116,8 @@ def _mix_entry(entry):
 
 
 def generate_file(cfg, output, work_dir):
-    """Adapt (optional), generate, filter (optional); write kept rows and a report beside them.
+    """Adapt (optional), generate, filter (optional); write the kept rows to `output`, and
+    beside it every row with its verdict (OUTPUT.scored.csv) and a report (OUTPUT.report.json).
 
     Returns the report: counts, keep rates per class, speed and example rows."""
     from newslora.augment import generate as gen
@@ -141,22 +143,46 @@ def generate_file(cfg, output, work_dir):
         "rows_per_s": round(len(rows) / seconds, 2),
     }
     if g.filter_run:
-        rows = gen.filter_rows(rows, g.filter_run, g.threshold)
-        report |= {
-            "filter_run": g.filter_run,
-            "threshold": g.threshold,
-            "keep_rate": gen.keep_rates(rows, labels),
-        }
+        rows, verdict = _filter(rows, g.filter_run, g.threshold, labels)
+        report |= verdict
     else:
         rows["kept"] = True
-    report["kept"] = int(rows["kept"].sum())
-    report["examples"] = {
-        labels[k]: {
-            "kept": group[group["kept"]]["text"].head(5).tolist(),
-            "rejected": group[~group["kept"]]["text"].head(5).tolist(),
-        }
-        for k, group in rows.groupby("label")
+    return _write_verdict(rows, output, labels, report)
+
+
+def filter_file(data_cfg, input_spec, output, run_dir, threshold):
+    """Keep the rows of a labelled file (generated, or anyone's synthetic data) that a trained
+    run assigns to their own label with calibrated confidence >= threshold. Writes like
+    generate_file: kept rows, OUTPUT.scored.csv, OUTPUT.report.json; returns the report."""
+    df = load_with_config(data_cfg, input_spec, need_labels=True)
+    rows = _table(df, df["source"].to_numpy() if "source" in df else "generated")
+    rows, verdict = _filter(rows, run_dir, threshold, data_cfg.labels)
+    report = {"input": str(input_spec), "rows": len(rows)} | verdict
+    return _write_verdict(rows, output, data_cfg.labels, report)
+
+
+def _filter(rows, run_dir, threshold, labels):
+    from newslora.augment.generate import filter_rows, keep_rates
+
+    rows = filter_rows(rows, run_dir, threshold)
+    verdict = {"filter_run": str(run_dir), "threshold": threshold}
+    return rows, verdict | {"keep_rate": keep_rates(rows, labels)}
+
+
+def _write_verdict(rows, output, labels, report):
+    """Kept rows to `output`; every row with its verdict beside it (for reading, or for use
+    unfiltered); the report with 5 kept and 5 rejected rows per class."""
+    report = report | {
+        "kept": int(rows["kept"].sum()),
+        "examples": {
+            labels[k]: {
+                "kept": group[group["kept"]]["text"].head(5).tolist(),
+                "rejected": group[~group["kept"]]["text"].head(5).tolist(),
+            }
+            for k, group in rows.groupby("label")
+        },
     }
     write_table(rows[rows["kept"]][["text", "label", "source"]], output)
+    write_table(rows, Path(str(output) + ".scored.csv"))
     write_json(Path(str(output) + ".report.json"), report)
     return report

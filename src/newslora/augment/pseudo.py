@@ -15,19 +15,17 @@ import pandas as pd
 
 from newslora.data import load_with_config
 from newslora.files import write_json
-from newslora.predict import label_confidence, load_run, predict_with_config
+from newslora.predict import run_confidence
 
 
 def confident_rows(run_dir, texts, threshold, labels):
     """Rows of `texts` the run labels with confidence >= threshold, balanced per class."""
-    cfg, model, tokenizer = load_run(run_dir)
-    logits = predict_with_config(cfg, model, tokenizer, list(texts))
-    return select_confident(logits, texts, threshold, labels)
+    predicted, confidence = run_confidence(run_dir, texts)
+    return select_confident(predicted, confidence, texts, threshold, labels)
 
 
-def select_confident(logits, texts, threshold, labels):
+def select_confident(predicted, confidence, texts, threshold, labels):
     """The selection rule alone: confident rows, as many per class as the scarcest class."""
-    predicted, confidence = label_confidence(logits)
     table = pd.DataFrame({"text": list(texts), "label": predicted, "confidence": confidence})
     table = table[table["confidence"] >= threshold]
     counts = [int((table["label"] == k).sum()) for k in range(len(labels))]
