@@ -311,13 +311,20 @@ def _mean(group, key):
     return float(np.mean([r[key] for r in group]))
 
 
+def _paired_delta(group, base, key):
+    """Mean of (arm - baseline) over the seeds both have: differences between seeds cancel."""
+    base = {r["seed"]: r[key] for r in base or []}
+    deltas = [r[key] - base[r["seed"]] for r in group if r["seed"] in base]
+    return f"{np.mean(deltas):+.2f}" if deltas else ""
+
+
 def effects_table(rows):
     groups = {}
     for row in rows:
         groups.setdefault(row["recipe"], []).append(row)
     base = groups.get("newslora baseline")
     lines = [
-        "| arm | seeds | test % | Δ test | OOD proxy % | Δ OOD | "
+        "| arm | seeds | test % | Δ test (paired) | OOD proxy % | Δ OOD | "
         + " | ".join(SHIFTS)
         + " | rows added | train s |",
         "|---" * (8 + len(SHIFTS)) + "|",
@@ -327,8 +334,7 @@ def effects_table(rows):
         spread = (
             max(r["test_accuracy"] for r in group) - min(r["test_accuracy"] for r in group)
         ) / 2
-        d_test = f"{test - _mean(base, 'test_accuracy'):+.2f}" if base else ""
-        d_ood = f"{ood - _mean(base, 'ood_accuracy'):+.2f}" if base else ""
+        d_test, d_ood = (_paired_delta(group, base, k) for k in ("test_accuracy", "ood_accuracy"))
         shifts = [np.mean([r["ood_by_shift"][k] for r in group]) for k in SHIFTS]
         lines.append(
             f"| {recipe} | {len(group)} | {test:.2f} ± {spread:.2f} | {d_test} "

@@ -61,9 +61,10 @@ def test_effects_table_reports_deltas_against_the_baseline():
         row | {"recipe": "newslora baseline", "test_accuracy": 89.0, "ood_accuracy": 71.0},
         row
         | {"recipe": "newslora +synonyms", "test_accuracy": 89.0, "ood_accuracy": 70.0}
-        | {"added_rows": 2000},
+        | {"added_rows": 2000, "seed": 1},
     ]
+    rows[0]["seed"], rows[1]["seed"] = 1, 2  # deltas pair each arm with its own seed's baseline
     lines = bench.effects_table(rows)
     assert lines[2].startswith("| newslora baseline | 2 | 88.50 ± 0.50 | +0.00 | 70.50 | +0.00 |")
-    assert lines[3].startswith("| newslora +synonyms | 1 | 89.00 ± 0.00 | +0.50 | 70.00 | -0.50 |")
+    assert lines[3].startswith("| newslora +synonyms | 1 | 89.00 ± 0.00 | +1.00 | 70.00 | +0.00 |")
     assert lines[3].endswith("| 2,000 | 10 |")

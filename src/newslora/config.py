@@ -136,7 +136,7 @@ class GenerateConfig:
     repetition_penalty: float = _f(1.3, "Penalty on repeated tokens (seed 000 used 1.3).")
     batch_size: int = _f(32, "Sequences generated at once.")
     filter_run: str = _f("", "A trained run: keep rows it assigns to their intended class...")
-    threshold: float = _f(0.9, "...with at least this confidence.")
+    threshold: float = _f(0.9, "...with at least this (calibrated) confidence.")
     seed: int = _f(0, "Seed for adaptation and sampling.")
 
 
