@@ -378,7 +378,7 @@ def write_report():
         "",
         "MiniLM-L6, newslora recipe, 2,000 real pool rows (+500 validation), seeds as listed.",
         "Test: official AG News test split, 7,600 rows. OOD proxy: the same rows, surface-shifted",
-        "(per-shift accuracy in the last columns). `python benchmarks/augment.py`",
+        "(per-shift accuracy in the last columns). `python benchmarks/augment.py --seeds 1,2`",
         "",
         *effects_table(rows),
         "",
@@ -389,8 +389,9 @@ def write_report():
         lines += [
             "## Transductive: adaptation on the competition set (reported apart)",
             "",
-            "`python benchmarks/augment.py --transductive`. The competition set holds 4,000 AG",
-            "test texts: any number below comes from runs that trained on (unlabelled) test text.",
+            "`python benchmarks/augment.py --transductive --per-class 250 --adapt-rows 500`. The",
+            "competition set holds 4,000 AG test texts: every number below comes from runs that",
+            "trained on (unlabelled) test text.",
             "",
             "| run | World | Sports | Business | Sci/Tech | agreement with baseline % "
             "| on non-test half % | acc. on AG-test half % | AG test % | OOD proxy % |",
