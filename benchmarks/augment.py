@@ -205,9 +205,29 @@ def result_row(recipe, seed, run_dir):
     }
 
 
+ARMS = (  # in this order; a run directory is named by its arm's position (arm_dir)
+    "baseline",
+    "no-clean",
+    "+synonyms",
+    "+generated",
+    "+generated filtered",
+    "+seed000 rows (as many as generated)",
+    "+seed000 rows (as many as filtered)",
+    "+pseudo",
+    "seed000 recipe",
+    "seed000 pipeline (+synonyms +12,000 seed000 rows)",
+)
+
+
+def arm_dir(arm, seed):
+    if arm == "baseline":
+        return WORK / f"baseline-s{seed}"
+    return WORK / f"arm{ARMS.index(arm)}-s{seed}"
+
+
 def in_domain_arms(args):
     """arm name -> (config, extra overrides); the step files are made here (once)."""
-    baseline = train(WORK / "baseline-s1", 1, [])
+    baseline = train(arm_dir("baseline", 1), 1, [])
     synonyms = WORK / "synonyms.csv"
     if not synonyms.is_file():
         newslora("augment", "synonyms", WORK / "subset.csv", synonyms, "--seed", "0")
@@ -232,16 +252,15 @@ def in_domain_arms(args):
     }
 
 
-def run_arm(arm, index, spec, seed):
+def run_arm(arm, spec, seed):
     """Train one arm (pseudo: one self-training round from the seed's baseline); its run."""
-    baseline = train(WORK / f"baseline-s{seed}", seed, [])
+    baseline = train(arm_dir("baseline", seed), seed, [])
     if arm == "baseline":
         return baseline
-    run_dir = WORK / f"arm{index}-s{seed}"
     if arm == "+pseudo":
-        return pseudo_label(run_dir, seed, WORK / "pool_unlabelled.csv", baseline)
+        return pseudo_label(arm_dir(arm, seed), seed, WORK / "pool_unlabelled.csv", baseline)
     config, extra = spec
-    return train(run_dir, seed, extra, config)
+    return train(arm_dir(arm, seed), seed, extra, config)
 
 
 def run_arms(args):
@@ -249,13 +268,14 @@ def run_arms(args):
     rows = load_rows(store)
     done = {(r["recipe"], r["seed"]) for r in rows if r.get("benchmark") == "augment"}
     arms = in_domain_arms(args)
-    selected = args.arms.split(",") if args.arms else list(arms)
+    assert tuple(arms) == ARMS
+    selected = args.arms.split(",") if args.arms else ARMS
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in selected:
             recipe = f"newslora {arm}" if not arm.startswith("seed000") else arm
             if (recipe, seed) in done:
                 continue
-            row = result_row(recipe, seed, run_arm(arm, list(arms).index(arm), arms[arm], seed))
+            row = result_row(recipe, seed, run_arm(arm, arms[arm], seed))
             rows.append(row)
             save_rows(rows, store)
             write_report()
@@ -265,11 +285,11 @@ def run_arms(args):
 def transductive(args):
     """Adaptation on the competition set itself; every number here is transductive."""
     comp = DATA / "competition" / "test_unlabelled.csv"
-    baseline = train(WORK / "baseline-s1", 1, [])
+    baseline = train(arm_dir("baseline", 1), 1, [])
     _, kept = generate(WORK / "generated_competition.csv", comp, args, baseline)
     runs = {
         "baseline (no adaptation)": baseline,
-        "+generated filtered, LM adapted on pool texts": WORK / "arm4-s1",
+        "+generated filtered, LM adapted on pool texts": arm_dir("+generated filtered", 1),
         "+generated filtered, LM adapted on competition set": train(
             WORK / "t-generated-s1", 1, [mix(kept)]
         ),

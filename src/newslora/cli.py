@@ -168,6 +168,12 @@ def cmd_plot(args):
         print(path)
 
 
+def _judge_args(parser, run_help):
+    """--run and --threshold: the classifier whose calibrated confidence decides what is kept."""
+    parser.add_argument("--run", required=True, help=run_help)
+    parser.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
+
+
 PICKLE_HELP = (
     "allow .pkl input (a pickled Hugging Face Dataset, as the competition ships): "
     "unpickling runs code from the file, so only use it on files you trust"
@@ -229,7 +235,7 @@ def build_parser():
         "per class, keep those a trained run agrees with (config [generate])",
     )
     s.add_argument("config", help="TOML config with a [generate] section (see configs/)")
-    s.add_argument("output", help="CSV or .parquet of kept rows; OUTPUT.report.json beside it")
+    s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
     s.add_argument("overrides", nargs="*", help="section.key=value, e.g. generate.per_class=50")
     s.set_defaults(func=cmd_generate)
     s = steps.add_parser(
@@ -239,8 +245,7 @@ def build_parser():
     )
     s.add_argument("input", help="labelled data file (text, label)")
     s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
-    s.add_argument("--run", required=True, help="the trained run that judges the rows")
-    s.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
+    _judge_args(s, "the trained run that judges the rows")
     s.add_argument("--config", help="take labels and text columns from this config")
     s.set_defaults(func=cmd_filter)
     s = steps.add_parser(
@@ -252,9 +257,8 @@ def build_parser():
     s.add_argument("corpus", help="unlabelled texts (a `text` column)")
     s.add_argument("output_dir", help="round runs, pseudo-roundN.csv files, pseudo_report.json")
     s.add_argument("overrides", nargs="*", help="section.key=value")
-    s.add_argument("--run", required=True, help="the trained run that labels round 1")
+    _judge_args(s, "the trained run that labels round 1")
     s.add_argument("--rounds", type=int, default=1, choices=(1, 2, 3))
-    s.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
     s.set_defaults(func=cmd_pseudo)
     p_clean, p_syn = steps.choices["clean"], steps.choices["synonyms"]
     p_clean.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
