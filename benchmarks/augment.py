@@ -25,22 +25,31 @@ import argparse
 import json
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from accuracy import DATA, ENCODERS, REPO, RESULTS, load_rows, save_rows
+from common import (
+    DATA,
+    ENCODERS,
+    REPO,
+    RESULTS,
+    RUNS,
+    done,
+    load_rows,
+    newslora,
+    save_rows,
+    table,
+    write_text,
+)
 from sklearn.model_selection import train_test_split
 
 from newslora.augment import write_table
 from newslora.config import AG_NEWS_LABELS
 from newslora.data import clean_text, load_examples
-from newslora.files import atomic_path, write_json
+from newslora.files import write_json
 
-WORK = REPO / "benchmarks" / "runs" / "augment"
-NEWSLORA = [sys.executable, "-m", "newslora"]
+WORK = RUNS / "augment"
 SHIFTS = ("typos", "lower_nopunct", "headline", "shuffled")
 
 
@@ -87,10 +96,6 @@ def prepare(args):
         pd.DataFrame({"text": shifted, "label": test["label"], "shift": kinds}),
         WORK / "ood_proxy.csv",
     )
-
-
-def newslora(*argv):
-    subprocess.run([*NEWSLORA, *map(str, argv)], check=True)
 
 
 def common(seed):
@@ -266,14 +271,14 @@ def run_arm(arm, spec, seed):
 def run_arms(args):
     store = RESULTS / "accuracy.json"
     rows = load_rows(store)
-    done = {(r["recipe"], r["seed"]) for r in rows if r.get("benchmark") == "augment"}
+    measured = done(rows, ("recipe", "seed"), benchmark="augment")
     arms = in_domain_arms(args)
     assert tuple(arms) == ARMS
     selected = args.arms.split(",") if args.arms else ARMS
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in selected:
             recipe = f"newslora {arm}" if not arm.startswith("seed000") else arm
-            if (recipe, seed) in done:
+            if (recipe, seed) in measured:
                 continue
             row = result_row(recipe, seed, run_arm(arm, arms[arm], seed))
             rows.append(row)
@@ -343,26 +348,25 @@ def effects_table(rows):
     for row in rows:
         groups.setdefault(row["recipe"], []).append(row)
     base = groups.get("newslora baseline")
-    lines = [
-        "| arm | seeds | test % | Δ test (paired) | OOD proxy % | Δ OOD | "
-        + " | ".join(SHIFTS)
-        + " | rows added | train s |",
-        "|---" * (8 + len(SHIFTS)) + "|",
-    ]
+    header = ["arm", "seeds", "test %", "Δ test (paired)", "OOD proxy %", "Δ OOD", *SHIFTS]
+    lines = []
     for recipe, group in groups.items():
-        test, ood = _mean(group, "test_accuracy"), _mean(group, "ood_accuracy")
-        spread = (
-            max(r["test_accuracy"] for r in group) - min(r["test_accuracy"] for r in group)
-        ) / 2
-        d_test, d_ood = (_paired_delta(group, base, k) for k in ("test_accuracy", "ood_accuracy"))
+        test = [r["test_accuracy"] for r in group]
         shifts = [np.mean([r["ood_by_shift"][k] for r in group]) for k in SHIFTS]
         lines.append(
-            f"| {recipe} | {len(group)} | {test:.2f} ± {spread:.2f} | {d_test} "
-            f"| {ood:.2f} | {d_ood} | "
-            + " | ".join(f"{s:.2f}" for s in shifts)
-            + f" | {_mean(group, 'added_rows'):,.0f} | {_mean(group, 'wall_s'):.0f} |"
+            [
+                recipe,
+                len(group),
+                f"{np.mean(test):.2f} ± {(max(test) - min(test)) / 2:.2f}",
+                _paired_delta(group, base, "test_accuracy"),
+                f"{_mean(group, 'ood_accuracy'):.2f}",
+                _paired_delta(group, base, "ood_accuracy"),
+                *(f"{s:.2f}" for s in shifts),
+                f"{_mean(group, 'added_rows'):,.0f}",
+                f"{_mean(group, 'wall_s'):.0f}",
+            ]
         )
-    return lines
+    return table([*header, "rows added", "train s"], lines)
 
 
 def generation_section(generated, title):
@@ -413,26 +417,30 @@ def write_report():
             "competition set holds 4,000 AG test texts: every number below comes from runs that",
             "trained on (unlabelled) test text.",
             "",
-            "| run | World | Sports | Business | Sci/Tech | agreement with baseline % "
-            "| on non-test half % | acc. on AG-test half % | AG test % | OOD proxy % |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, r in json.loads(trans.read_text()).items():
-            dist = " | ".join(str(v) for v in r["class_distribution"].values())
-            lines.append(
-                f"| {name} | {dist} | {r['agreement_with_baseline']} "
-                f"| {r['agreement_on_non_test_half']} | {r['accuracy_on_ag_test_half']} "
-                f"| {r['ag_test_accuracy']} | {r['ood_proxy_accuracy']} |"
-            )
-        lines += [
+            *transductive_table(json.loads(trans.read_text())),
             "",
             *generation_section(
                 WORK / "generated_competition.csv",
                 "Generated rows (LM adapted on the competition set)",
             ),
         ]
-    with atomic_path(RESULTS / "augment.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / "augment.md", "\n".join(lines) + "\n")
+
+
+def transductive_table(report):
+    keys = [
+        "agreement_with_baseline", "agreement_on_non_test_half", "accuracy_on_ag_test_half",
+        "ag_test_accuracy", "ood_proxy_accuracy",
+    ]  # fmt: skip
+    header = [
+        "run", *AG_NEWS_LABELS, "agreement with baseline %", "on non-test half %",
+        "acc. on AG-test half %", "AG test %", "OOD proxy %",
+    ]  # fmt: skip
+    rows = [
+        [name, *r["class_distribution"].values(), *(r[k] for k in keys)]
+        for name, r in report.items()
+    ]
+    return table(header, rows)
 
 
 def main():

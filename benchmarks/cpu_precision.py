@@ -7,22 +7,19 @@ Backs `train.precision = "auto"`, which picks bf16 on CPUs with AVX512-BF16 or A
 """
 
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import DATA, REPO, RESULTS, table, write_text
 
 from newslora.config import load_config
 from newslora.data import load_examples
-from newslora.files import atomic_path, write_json
+from newslora.files import write_json
 from newslora.model import build_model, cpu_supports_bf16, load_tokenizer
 from newslora.predict import predict_logits
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NEWSLORA_DATA", REPO.parent / "shared" / "data"))
-OUT = REPO / "benchmarks" / "results" / "cpu_precision.json"
+OUT = RESULTS / "cpu_precision.json"
 
 
 def train_rows_per_s(model, tokenizer, texts, labels, dtype, batch=32, steps=8):
@@ -73,18 +70,22 @@ def main():
         "label_agreement": agree,
     }
     write_json(OUT, result)
-    with atomic_path(OUT.with_suffix(".md")) as tmp:
-        tmp.write_text(
-            "| precision | train rows/s | predict rows/s |\n|---|---|---|\n"
-            + "".join(
-                f"| {k} | {rows[k]['train_rows_per_s']} | {rows[k]['predict_rows_per_s']} |\n"
-                for k in ("fp32", "bf16")
-            )
-            + f"\nbf16/fp32: training x{result['train_speedup']}, prediction "
-            f"x{result['predict_speedup']}; labels agree on {100 * agree:.1f}% of 2,048 rows "
-            f"(untrained head, so close calls abound).\n"
-        )
+    write_text(OUT.with_suffix(".md"), markdown(result))
     print(json.dumps(result, indent=2))
+
+
+def markdown(result):
+    speeds = [
+        [k, result[k]["train_rows_per_s"], result[k]["predict_rows_per_s"]]
+        for k in ("fp32", "bf16")
+    ]
+    lines = table(["precision", "train rows/s", "predict rows/s"], speeds)
+    agree = 100 * result["label_agreement"]
+    return "\n".join(lines) + (
+        f"\n\nbf16/fp32: training x{result['train_speedup']}, prediction "
+        f"x{result['predict_speedup']}; labels agree on {agree:.1f}% of 2,048 rows "
+        "(untrained head, so close calls abound).\n"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 # Offline, real pretrained encoder (all-MiniLM-L6-v2), real AG News data from $NEWSLORA_DATA
 # (default ../shared/data). Extra arguments are config overrides, e.g. data.max_train_rows=2000.
 set -euo pipefail
+newslora() { "${PYTHON:-python3}" -m newslora "$@"; }
 data="${NEWSLORA_DATA:-../shared/data}"
 run=runs/demo
 start=$(date +%s)
@@ -12,7 +13,7 @@ newslora evaluate "$run"
 newslora predict "$run" "$data/competition/test_unlabelled.csv" "$run/submission.csv"
 newslora plot "$run"
 elapsed=$(( $(date +%s) - start ))
-python - "$run" "$elapsed" <<'PY'
+"${PYTHON:-python3}" - "$run" "$elapsed" <<'PY'
 import json, sys
 run, elapsed = sys.argv[1], int(sys.argv[2])
 train = json.load(open(f"{run}/train_summary.json"))

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny encoders built from configs, real AG News rows, a CLI runner."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,18 +26,29 @@ def minilm_path():
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     """A 2-layer, 32-wide random BERT saved as a model folder, with MiniLM's real tokenizer."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def lively_bert(tmp_path_factory):
+    """tiny_bert with weights drawn 25x wider (initializer_range 0.5). tiny_bert gives every
+    text nearly the same [CLS] vector (its runs predict one class for every row); this one's
+    outputs depend on the text, so labels vary from row to row, which agreement checks need."""
+    return save_tiny_bert(tmp_path_factory.mktemp("lively-bert"), initializer_range=0.5)
+
+
+def save_tiny_bert(folder, **config):
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     config = BertConfig(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        **config,
     )
-    import torch
-
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
@@ -104,6 +116,39 @@ warmup_ratio = 0.06
     return folder / "run", folder / "held_out.csv"
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_bert, tmp_path_factory, pool):
+    """tiny_bert trained through the CLI on 400 real pool rows (100 per class), once per
+    session. Shared: a test that writes into a run directory works on copy_run(tiny_run, ...)."""
+    return train_tiny_run(tiny_bert, tmp_path_factory.mktemp("tiny-run"), pool)
+
+
+@pytest.fixture(scope="session")
+def lively_run(lively_bert, tmp_path_factory, pool):
+    """lively_bert trained like tiny_run (in fp32, so that every inference path computes the
+    same thing), then evaluated on the official test split (metrics.json). Shared, read-only."""
+    from newslora.evaluate import evaluate_run
+
+    run = train_tiny_run(lively_bert, tmp_path_factory.mktemp("lively-run"), pool, "fp32")
+    evaluate_run(run)  # in-process: `newslora evaluate` is tested in test_cli.py
+    return run
+
+
+def train_tiny_run(model, folder, pool, precision="auto"):
+    pool.groupby("label").sample(100, random_state=0).to_csv(folder / "train.csv", index=False)
+    extra = f'precision = "{precision}"'
+    (folder / "config.toml").write_text(
+        tiny_config(model, folder / "train.csv", folder / "run", extra)
+    )
+    newslora("train", folder / "config.toml")
+    return folder / "run"
+
+
+def copy_run(run, folder):
+    """A private copy of a shared run, for tests that write into it."""
+    return Path(shutil.copytree(run, Path(folder) / "run"))
+
+
 def tiny_config(model, train_csv, out_dir, extra=""):
     """A config that trains the tiny model for a few steps on CPU."""
     return f"""
@@ -113,7 +158,7 @@ head = "default"
 max_length = 64
 [data]
 train = "{train_csv}"
-test = "{train_csv}"
+test = "{DATA / "agnews" / "test.csv"}"
 val_rows = 40
 [lora]
 r = 4
@@ -134,10 +179,11 @@ logging_steps = 2
 """
 
 
-def newslora(*args, cwd=None, check=True, launcher=None):
-    """Run the real console entry point in a subprocess."""
+def newslora(*args, cwd=None, check=True, launcher=None, env=None):
+    """Run the real console entry point in a subprocess (`env`: variables to add)."""
     cmd = (launcher or [sys.executable, "-m", "newslora"]) + [str(a) for a in args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
+    env = os.environ | (env or {})
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -56,6 +56,30 @@ def test_eda_insert_swap_delete(wordnet):
     assert 1 <= len(delete.augment(TEXT).split()) < n
 
 
+def test_synonym_settings_from_flags_config_file_or_overrides_agree(tmp_path, pool):
+    """One config system: [synonyms] in a TOML file, synonyms.key=value and the flags built
+    from the same dataclass fields give the same rows; a flag beats the file."""
+    source = tmp_path / "in.csv"
+    pool.head(20).to_csv(source, index=False)
+    (tmp_path / "syn.toml").write_text("[synonyms]\nrate = 0.3\nseed = 2\ncopies = 2\n")
+    runs = {
+        "flags": ["--rate", "0.3", "--seed", "2", "--copies", "2"],
+        "file": ["--config", tmp_path / "syn.toml"],
+        "overrides": ["synonyms.rate=0.3", "synonyms.seed=2", "--copies", "2"],
+        "flag_wins": ["--config", tmp_path / "syn.toml", "--copies", "1", "--keep-original"],
+    }
+    tables = {}
+    for name, args in runs.items():
+        newslora("augment", "synonyms", source, tmp_path / f"{name}.csv", *args)
+        tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    flags = tables["flags"]
+    assert len(flags) == 40 and (flags["text"] != flags["origin"]).any()
+    pd.testing.assert_frame_equal(tables["flags"], tables["file"])
+    pd.testing.assert_frame_equal(tables["flags"], tables["overrides"])
+    assert tables["flag_wins"]["source"].value_counts().to_dict() == {"real": 20, "synonym": 20}
+    assert "(default: 0.1)" in newslora("augment", "synonyms", "--help").stdout
+
+
 def test_clean_step_is_idempotent_and_keeps_labels(tmp_path, pool):
     pool.head(300).to_csv(tmp_path / "raw.csv", index=False)
     newslora("augment", "clean", tmp_path / "raw.csv", tmp_path / "clean.csv")
@@ -77,7 +101,10 @@ def test_synonym_rows_mix_into_training_without_validation_leaks(
     config = write_config(tiny_config(tiny_bert, small_train_csv, run))
     newslora("train", config, f'data.mix=[{{path="{augmented}", weight=1.0}}]')
     summary = json.loads((run / "train_summary.json").read_text())
-    # the 40 validation rows' synonym copies are dropped; the other 360 join the 360 real rows
-    assert summary["mixed"][0]["dropped_validation_derived"] == 40
-    assert summary["rows_by_source"] == {"real": 360, "synonym": 360}
-    assert summary["train_rows"] == 720
+    # the 40 validation rows' synonym copies are dropped; the other 360 join the 360 real rows,
+    # but for copies the augmenter left unchanged (duplicates of their real row)
+    mixed = summary["sources"][1]["dropped"]
+    assert mixed["validation_derived"] == 40
+    unchanged = int((table["text"] == table["origin"]).sum())
+    assert mixed["duplicate"] <= unchanged
+    assert summary["rows_by_source"] == {"real": 360, "synonym": 360 - mixed["duplicate"]}

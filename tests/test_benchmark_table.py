@@ -8,8 +8,10 @@ import sys
 from conftest import REPO
 
 
-def _benchmark(name="accuracy"):
-    sys.path.insert(0, str(REPO / "benchmarks"))  # augment.py imports its sibling accuracy.py
+def _benchmark(name):
+    """A benchmark script as a module; it finds its sibling common.py on sys.path, as it does
+    when run as `python benchmarks/NAME.py`."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         return importlib.import_module(name)
     finally:
@@ -17,7 +19,7 @@ def _benchmark(name="accuracy"):
 
 
 def test_markdown_groups_seeds(tmp_path):
-    bench = _benchmark()
+    bench = _benchmark("common")
     row = {
         "encoder": "minilm",
         "recipe": "newslora",
@@ -68,3 +70,14 @@ def test_effects_table_reports_deltas_against_the_baseline():
     assert lines[2].startswith("| newslora baseline | 2 | 88.50 ± 0.50 | +0.00 | 70.50 | +0.00 |")
     assert lines[3].startswith("| newslora +synonyms | 1 | 89.00 ± 0.00 | +1.00 | 70.00 | +0.00 |")
     assert lines[3].endswith("| 2,000 | 10 |")
+
+
+def test_every_script_uses_the_shared_module_not_a_sibling_script():
+    for name in ("accuracy", "augment", "cpu_precision"):
+        source = (REPO / "benchmarks" / f"{name}.py").read_text()
+        assert "from common import" in source and "from accuracy import" not in source
+        assert "sys.path" not in source
+    common = _benchmark("common")
+    assert common.table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |"]
+    rows = [{"recipe": "r", "seed": 1, "benchmark": "augment"}, {"recipe": "r", "seed": 2}]
+    assert common.done(rows, ("recipe", "seed"), benchmark="augment") == {("r", 1)}

@@ -1,6 +1,6 @@
 import pytest
 from conftest import REPO, newslora
-from transformers import MPNetConfig, RobertaConfig
+from transformers import BertConfig, DistilBertConfig, MPNetConfig, RobertaConfig
 
 from newslora import NewsloraError
 from newslora.budget import check_budget, count_config, count_parameters
@@ -34,33 +34,81 @@ def test_linear_head_and_layer_choice(tmp_path):
     assert count.lora == 2 * 2 * 2 * 768 * 2  # 2 layers x q,v x (A + B) x r=2
 
 
+SIZES = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=100,
+    max_position_embeddings=64,
+)
+CONFIGS = {
+    "bert": lambda: BertConfig(**SIZES),
+    "roberta": lambda: RobertaConfig(**SIZES),
+    "mpnet": lambda: MPNetConfig(**SIZES),
+    "distilbert": lambda: DistilBertConfig(
+        dim=32, n_layers=3, n_heads=2, hidden_dim=64, vocab_size=100, max_position_embeddings=64
+    ),
+}
+# each role's module in layer 1, as the architecture names it (after peft's prefix)
+LAYER_1 = {
+    "bert": "bert.encoder.layer.1.",
+    "roberta": "roberta.encoder.layer.1.",
+    "mpnet": "mpnet.encoder.layer.1.",
+    "distilbert": "distilbert.transformer.layer.1.",
+}
+
+
 def _tiny(model_type, tmp_path):
-    cls = {"roberta": RobertaConfig, "mpnet": MPNetConfig}[model_type]
-    cls(
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=100,
-        max_position_embeddings=64,
-    ).save_pretrained(tmp_path)
+    CONFIGS[model_type]().save_pretrained(tmp_path)
     return str(tmp_path)
 
 
-@pytest.mark.parametrize("model_type", ["roberta", "mpnet"])
+def _adapted(model):
+    """Names of the modules that carry LoRA matrices, without peft's wrapper prefix."""
+    return sorted(
+        name.removeprefix("base_model.model.").removesuffix(".lora_A")
+        for name, _ in model.named_modules()
+        if name.endswith(".lora_A")
+    )
+
+
+def _build(name, *overrides):
+    return build_model(load_config(None, [f"model.name={name}", *overrides]), pretrained=False)
+
+
+@pytest.mark.parametrize("model_type", list(CONFIGS))
 def test_roles_resolve_on_each_architecture(model_type, tmp_path):
     """One recipe, any encoder: roles map to each architecture's own module names."""
     name = _tiny(model_type, tmp_path)
     roles = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
-    cfg = load_config(
-        None,
-        [f"model.name={name}", "model.head=linear", "lora.r=2", f"lora.targets={','.join(roles)}"],
-    )
-    model = build_model(cfg, pretrained=False)
+    model = _build(name, "model.head=linear", "lora.r=2", f"lora.targets={','.join(roles)}")
     per_layer = 4 * 2 * (32 * 2) + 2 * (32 * 2 + 64 * 2)  # 4 attention + 2 FFN matrices
     count = count_parameters(model)
     assert count.lora == 3 * per_layer
-    assert count.head == 32 * 4 + 4
+    pre_classifier = 32 * 32 + 32 if model_type == "distilbert" else 0  # kept by `linear`
+    assert count.head == 32 * 4 + 4 + pre_classifier
+    assert len(_adapted(model)) == 3 * 6
+
+
+@pytest.mark.parametrize("model_type", list(CONFIGS))
+def test_one_role_in_one_layer_adapts_exactly_that_matrix(model_type, tmp_path):
+    """ffn_out alone: BERT's `output.dense` must not also take `attention.output.dense`."""
+    name = _tiny(model_type, tmp_path)
+    model = _build(name, "lora.r=2", "lora.targets=ffn_out", "lora.layers=[1]")
+    ffn_out = "ffn.lin2" if model_type == "distilbert" else "output.dense"
+    assert _adapted(model) == [LAYER_1[model_type] + ffn_out]
+    model = _build(name, "lora.r=2", "lora.targets=query,value", "lora.layers=[1]")
+    assert len(_adapted(model)) == 2 and all(
+        n.startswith(LAYER_1[model_type]) for n in _adapted(model)
+    )
+
+
+def test_plain_names_match_suffixes_inside_the_layers_only(tmp_path):
+    """`dense` hits every *.dense in the encoder layers, not BERT's pooler.dense."""
+    model = _build(_tiny("bert", tmp_path), "lora.r=2", "lora.targets=dense")
+    adapted = _adapted(model)
+    assert len(adapted) == 3 * 3 and not any("pooler" in n for n in adapted)
 
 
 def test_unknown_target_is_named(tmp_path):

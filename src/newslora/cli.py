@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import warnings
+from dataclasses import fields
 
 from newslora import NewsloraError, __version__
 
@@ -32,12 +33,12 @@ def cmd_train(args):
     if not args.config:
         raise NewsloraError("train: give a CONFIG.toml (see configs/)")
     cfg = load_config(args.config, args.overrides)
-    recipe = Recipe(cfg).setup()
+    recipe = Recipe(cfg).setup(resume=args.resume)
     print(
         f"training {cfg.model.name}: {len(recipe.train_df):,} rows "
         f"(+{len(recipe.val_df):,} validation), {recipe.count.trainable:,} trainable parameters"
     )
-    recipe.train(resume=args.resume).save()
+    recipe.train().save()
     if recipe.trainer.is_world_process_zero():
         print(
             f"val accuracy {100 * recipe.val_metrics['eval_accuracy']:.2f}% | "
@@ -48,7 +49,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from newslora.evaluate import evaluate_run
 
-    m = evaluate_run(args.run_dir, args.data, args.out, allow_pickle=args.allow_pickle)
+    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, args.encoding)
     print(
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
@@ -57,6 +58,11 @@ def cmd_evaluate(args):
         print(
             f"  {name:<12} precision {100 * c['precision']:6.2f}  recall "
             f"{100 * c['recall']:6.2f}  f1 {100 * c['f1']:6.2f}  n={c['support']}"
+        )
+    if m["absent_classes"]:
+        print(
+            f"  absent from the gold labels (no per-class row, not in macro-F1): "
+            f"{', '.join(m['absent_classes'])}"
         )
 
 
@@ -69,9 +75,13 @@ def cmd_predict(args):
         args.output,
         allow_pickle=args.allow_pickle,
         batch_size=args.batch_size,
+        encoding=args.encoding,
+        backend=args.backend,
     )
     counts = table["Label"].value_counts().sort_index().to_dict()
-    print(f"wrote {len(table):,} predictions to {args.output} (per label: {counts})")
+    ids = table.attrs["id_column"]
+    ids = f"IDs from column '{ids}'" if ids else "IDs 0..n-1 (no ID column)"
+    print(f"wrote {len(table):,} predictions to {args.output} ({ids}; per label: {counts})")
 
 
 def cmd_budget(args):
@@ -89,23 +99,13 @@ def cmd_budget(args):
 
 
 def cmd_augment(args):
-    from newslora.augment import SynonymConfig, clean_file, synonyms_file
-    from newslora.config import load_config
+    from newslora.augment import clean_file, synonyms_file
 
-    data_cfg = load_config(args.config).data
+    cfg = _load_config(args)
     if args.step == "clean":
-        table = clean_file(data_cfg, args.input, args.output, allow_pickle=args.allow_pickle)
+        table = clean_file(cfg.data, args.input, args.output, allow_pickle=args.allow_pickle)
     else:
-        syn = SynonymConfig(
-            rate=args.rate,
-            max_replacements=args.max_replacements,
-            insert_rate=args.insert,
-            swap_rate=args.swap,
-            delete_rate=args.delete,
-            copies=args.copies,
-            seed=args.seed,
-        )
-        table = synonyms_file(data_cfg, args.input, args.output, syn, args.keep_original)
+        table = synonyms_file(cfg.data, args.input, args.output, cfg.synonyms)
     counts = table["source"].value_counts().to_dict()
     print(f"wrote {len(table):,} rows to {args.output} (by source: {counts})")
 
@@ -125,12 +125,10 @@ def cmd_generate(args):
 
 def cmd_filter(args):
     from newslora.augment import filter_file
-    from newslora.config import load_config
 
-    data_cfg = load_config(args.config).data
-    _print_verdict(
-        filter_file(data_cfg, args.input, args.output, args.run, args.threshold), args.output
-    )
+    cfg = _load_config(args)
+    report = filter_file(cfg.data, args.input, args.output, args.run, cfg.generate.threshold)
+    _print_verdict(report, args.output)
 
 
 def _print_verdict(report, output):
@@ -148,10 +146,10 @@ def _print_verdict(report, output):
 
 def cmd_pseudo(args):
     from newslora.augment.pseudo import self_train
-    from newslora.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    report = self_train(cfg, args.corpus, args.output_dir, args.run, args.rounds, args.threshold)
+    cfg = _load_config(args)
+    threshold = cfg.generate.threshold
+    report = self_train(cfg, args.corpus, args.output_dir, args.run, args.rounds, threshold)
     for r in report["rounds"]:
         print(
             f"round {r['round']}: +{r['rows_added']:,} pseudo-labelled rows "
@@ -159,6 +157,43 @@ def cmd_pseudo(args):
         )
     if "stopped" in report:
         print(f"stopped: {report['stopped']}")
+
+
+def cmd_doctor(args):
+    from newslora.doctor import report, run_checks
+
+    text, ok = report(run_checks(args.run_dir))
+    print(text)
+    if not ok:
+        sys.exit(1)
+
+
+def cmd_export(args):
+    from pathlib import Path
+
+    from newslora.export import export_run
+
+    meta = export_run(args.run_dir, args.out_dir, args.format, args.quantize)
+    files = ", ".join(sorted(p.name for p in Path(args.out_dir).iterdir()))
+    print(
+        f"exported {args.run_dir} as {meta['format']} to {args.out_dir} ({files}); checked "
+        f"against the run: largest logit difference {meta['check_max_abs_diff']:.2g}"
+    )
+
+
+def cmd_serve(args):
+    from newslora.serve import serve
+
+    serve(
+        args.path,
+        args.host,
+        args.port,
+        backend=args.backend,
+        max_texts=args.max_texts,
+        max_bytes=args.max_bytes,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
 
 
 def cmd_plot(args):
@@ -171,9 +206,57 @@ def cmd_plot(args):
 def _judge_args(parser, run_help):
     """--run and --threshold: the classifier whose calibrated confidence decides what is kept."""
     parser.add_argument("--run", required=True, help=run_help)
-    parser.add_argument("--threshold", type=float, default=0.9, help="minimum confidence kept")
+    _config_flags(parser, "generate", only=["threshold"])
 
 
+def _config_flags(parser, section, only=None):
+    """A flag per field of a config section (`--max-replacements` for synonyms.max_replacements,
+    and the field's short `flag` name if it has one), with the field's type, help and default,
+    so defaults live only in config.py. A flag not given stays out of `args`: the config
+    file's value, else the default, applies (_load_config)."""
+    from newslora.config import SECTIONS
+
+    for f in fields(SECTIONS[section]):
+        if only and f.name not in only:
+            continue
+        names = dict.fromkeys(n.replace("_", "-") for n in (f.metadata.get("flag"), f.name) if n)
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if f.type is bool
+            else {"type": f.type, "metavar": f.type.__name__.upper()}
+        )
+        parser.add_argument(
+            *(f"--{n}" for n in names),
+            dest=f"{section}.{f.name}",
+            default=argparse.SUPPRESS,
+            help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"),
+            **kind,
+        )
+
+
+def _load_config(args):
+    """--config (or the config positional) and its overrides, then the flags of _config_flags."""
+    from newslora.config import load_config, set_values
+
+    cfg = load_config(args.config, getattr(args, "overrides", ()))
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, key = dest.split(".", 1)
+            set_values(cfg, section, {key: value})
+    return cfg
+
+
+def _backend_arg(parser):
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="torch for a run directory or an hf export, onnx (ONNX Runtime, CPU) for an onnx "
+        "export; auto picks by the folder",
+    )
+
+
+ENCODING_HELP = "text encoding of the input file (default: the run's data.encoding, utf-8)"
 PICKLE_HELP = (
     "allow .pkl input (a pickled Hugging Face Dataset, as the competition ships): "
     "unpickling runs code from the file, so only use it on files you trust"
@@ -197,6 +280,7 @@ def build_parser():
     p.add_argument("--data", help="labelled file or Hub id:split (default: the config's data.test)")
     p.add_argument("--out", help="metrics JSON path (default RUN_DIR/metrics.json)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
+    p.add_argument("--encoding", help=ENCODING_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write an ID,Label CSV for a file of texts")
@@ -205,6 +289,8 @@ def build_parser():
     p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")
+    p.add_argument("--encoding", help=ENCODING_HELP)
+    _backend_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("budget", help="exact trainable-parameter count, no weights downloaded")
@@ -262,18 +348,42 @@ def build_parser():
     s.set_defaults(func=cmd_pseudo)
     p_clean, p_syn = steps.choices["clean"], steps.choices["synonyms"]
     p_clean.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
-    p_syn.add_argument("--rate", type=float, default=0.1, help="share of eligible words replaced")
-    p_syn.add_argument("--max-replacements", type=int, default=5, help="per text")
-    p_syn.add_argument("--insert", type=float, default=0.0, help="EDA random insertion rate")
-    p_syn.add_argument("--swap", type=float, default=0.0, help="EDA random swap rate")
-    p_syn.add_argument("--delete", type=float, default=0.0, help="EDA random deletion chance")
-    p_syn.add_argument("--copies", type=int, default=1, help="augmented copies per row")
-    p_syn.add_argument("--seed", type=int, default=0)
-    p_syn.add_argument("--keep-original", action="store_true", help="also write the input rows")
+    p_syn.add_argument("overrides", nargs="*", help="section.key=value, e.g. synonyms.rate=0.2")
+    _config_flags(p_syn, "synonyms")  # --rate, --insert, ... from config.SynonymConfig
+
+    p = sub.add_parser("doctor", help="check what a run needs (packages, weights, data, WordNet)")
+    p.add_argument("--run-dir", default="runs", help="folder runs are written to (write check)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("plot", help="loss/accuracy curves and confusion matrix as PNG")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("export", help="a run as a Hugging Face, peft adapter or ONNX folder")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir", help="folder to write (replaced if it holds an earlier export)")
+    p.add_argument(
+        "--format",
+        choices=("hf", "adapter", "onnx"),
+        default="hf",
+        help="hf: merged model for transformers.pipeline; adapter: peft adapter + head; "
+        "onnx: model.onnx for ONNX Runtime",
+    )
+    p.add_argument("--quantize", choices=("int8",), help="onnx only: add an int8 model")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health (FastAPI)")
+    p.add_argument("path", help="a run directory, or an hf or onnx export folder")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    _backend_arg(p)
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (413 above)")
+    p.add_argument("--max-bytes", type=int, default=1_000_000, help="request body size (413 above)")
+    p.add_argument("--max-batch", type=int, default=64, help="texts run together at most")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to join"
+    )
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -291,6 +401,18 @@ def main(argv=None):
     except NewsloraError as e:
         print(f"newslora: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # a bug, or an input we did not foresee: still one line
+        if os.environ.get("NEWSLORA_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(
+            f"newslora: internal error: {type(e).__name__}: {first} "
+            "(NEWSLORA_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Run configuration: four dataclass sections read from TOML, overridable as `section.key=value`.
+"""Run configuration: dataclass sections read from TOML, overridable as `section.key=value`.
 
-Every field carries its help text, so `newslora train --help-config` and the shipped TOML files
-document themselves. The resolved config is saved into each run directory as `config.toml`.
-The defaults are newslora's own recipe (configs/newslora.toml, measured in benchmarks/).
+Every field carries its help text, so `newslora train --help-config`, the shipped TOML files
+and the `newslora augment` flags built from the fields (cli.py) document themselves. The
+resolved config is saved into each run directory as `config.toml`. The defaults are
+newslora's own recipe (configs/newslora.toml, measured in benchmarks/).
 """
 
 import os
@@ -19,11 +20,13 @@ from newslora.files import atomic_path
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
-def _f(default, help, **kw):
-    """A dataclass field whose help text travels with it (peft's convention)."""
+def _f(default, help, flag=None, **kw):
+    """A dataclass field whose help text travels with it (peft's convention); `flag`: a short
+    command-line name for it (`--insert` for insert_rate), beside the field's own name."""
+    metadata = {"help": help} | ({"flag": flag} if flag else {})
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: list(default), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
 
 
 @dataclass
@@ -62,6 +65,7 @@ class DataConfig:
         "Extra training files (e.g. from `newslora augment`): paths, or {path, weight} tables; "
         "weight 0.5 = a random half of the rows, 2 = every row twice. Training rows only.",
     )
+    encoding: str = _f("utf-8", "Text encoding of CSV/TSV/JSON files (e.g. latin-1, cp1252).")
     clean: bool = _f(True, "Fix AG News escapes (#39; quot; &lt;b&gt; \\$) at train and predict.")
     val_fraction: float = _f(0.05, "Share of the training rows held out for validation.")
     val_rows: int = _f(0, "If > 0, hold out exactly this many rows instead of val_fraction.")
@@ -135,9 +139,29 @@ class GenerateConfig:
     top_p: float = _f(0.95, "Nucleus sampling.")
     repetition_penalty: float = _f(1.3, "Penalty on repeated tokens (seed 000 used 1.3).")
     batch_size: int = _f(32, "Sequences generated at once.")
-    filter_run: str = _f("", "A trained run: keep rows it assigns to their intended class...")
-    threshold: float = _f(0.9, "...with at least this (calibrated) confidence.")
+    filter_run: str = _f("", "A trained run that judges the rows (see threshold); empty: none.")
+    threshold: float = _f(
+        0.9,
+        "Keep a row only if the judging run (filter_run, or --run of `augment filter` and "
+        "`augment pseudo-label`) gives it its label with at least this calibrated confidence.",
+    )
     seed: int = _f(0, "Seed for adaptation and sampling.")
+
+
+@dataclass
+class SynonymConfig:
+    """`newslora augment synonyms`: WordNet synonyms, EDA-style (Wei & Zou, 2019)."""
+
+    rate: float = _f(0.1, "Share of eligible words (lower-case, not stopwords) replaced.")
+    max_replacements: int = _f(5, "At most this many replacements per text.")
+    insert_rate: float = _f(
+        0.0, "EDA random insertion: synonyms inserted, per eligible word.", flag="insert"
+    )
+    swap_rate: float = _f(0.0, "EDA random swap: swaps, per word.", flag="swap")
+    delete_rate: float = _f(0.0, "EDA random deletion: chance each word is dropped.", flag="delete")
+    copies: int = _f(1, "Augmented copies per input row.")
+    keep_original: bool = _f(False, "Also write the input rows (source = real).")
+    seed: int = _f(0, "Seed; a row's edits depend only on it and the row's position.")
 
 
 SECTIONS = {
@@ -146,6 +170,7 @@ SECTIONS = {
     "lora": LoraSection,
     "train": TrainConfig,
     "generate": GenerateConfig,
+    "synonyms": SynonymConfig,
 }
 
 
@@ -156,6 +181,7 @@ class Config:
     lora: LoraSection = field(default_factory=LoraSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    synonyms: SynonymConfig = field(default_factory=SynonymConfig)
 
     def to_dict(self):
         return asdict(self)
@@ -191,6 +217,14 @@ def _apply(cfg, section, key, value, where):
     if section not in SECTIONS:
         raise NewsloraError(f"{where}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
     setattr(getattr(cfg, section), key, _coerce(section, key, value, where))
+
+
+def set_values(cfg, section, values, where="command line"):
+    """Set fields of one section (e.g. from command-line flags), type-checked and validated."""
+    for key, value in values.items():
+        _apply(cfg, section, key, value, where)
+    validate(cfg)
+    return cfg
 
 
 def parse_override(text):
@@ -248,6 +282,12 @@ def validate(cfg):
         raise NewsloraError("config: 'data.labels' needs at least two class names")
     if not 0 < cfg.data.val_fraction < 1:
         raise NewsloraError("config: 'data.val_fraction' must be between 0 and 1")
+    syn = cfg.synonyms
+    for key in ("rate", "insert_rate", "swap_rate", "delete_rate"):
+        if not 0 <= getattr(syn, key) <= 1:
+            raise NewsloraError(f"config: 'synonyms.{key}' must be between 0 and 1")
+    if syn.copies < 1 or syn.max_replacements < 0:
+        raise NewsloraError("config: 'synonyms.copies' must be >= 1, max_replacements >= 0")
 
 
 def save_config(cfg, path):

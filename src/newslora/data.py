@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from newslora import NewsloraError
+from newslora import NewsloraError, warn
 
 LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
 ONE_BASED_LABEL_COLUMNS = ("class", "Class Index")  # AG News' original CSV and Kaggle's copy
@@ -77,11 +77,32 @@ def _read_hub(spec):
         ) from None
 
 
-def _headerless_ag(path):
+def _first_row(path, sep, encoding):
+    csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
+    with open(path, newline="", encoding=encoding) as f:
+        return next(csv.reader(f, delimiter=sep), [])
+
+
+def _headerless_ag(first):
     """The original AG News CSV has no header: its first row starts with a class number."""
-    with open(path, newline="", encoding="utf-8") as f:
-        first = next(csv.reader(f), [])
     return len(first) == 3 and first[0].strip().isdigit()
+
+
+def _read_csv(path, sep, encoding):
+    first = _first_row(path, sep, encoding)
+    if not first:
+        raise NewsloraError(f"{path}: empty file (no header, no rows)")
+    if _headerless_ag(first):
+        names = ["class", "title", "description"]
+        return pd.read_csv(
+            path, header=None, names=names, dtype=str, keep_default_na=False, encoding=encoding
+        )
+    seen = set()
+    for name in first:  # pandas would silently rename a second `text` to `text.1`
+        if name.strip() in seen:
+            raise NewsloraError(f"{path}: duplicated column '{name.strip()}' in the header")
+        seen.add(name.strip())
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
 
 
 def _read_pickle(path, allow_pickle):
@@ -89,8 +110,11 @@ def _read_pickle(path, allow_pickle):
         raise NewsloraError(
             f"{path}: reading a pickle runs code from the file; pass --allow-pickle if you trust it"
         )
-    with open(path, "rb") as f:
-        obj = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+    except Exception as e:  # any damaged or foreign file: unpickling errors have many types
+        raise NewsloraError(f"{path}: not a readable pickle ({type(e).__name__})") from None
     if hasattr(obj, "to_pandas"):  # datasets.Dataset
         return obj.to_pandas()
     if isinstance(obj, (pd.DataFrame, dict, list)):
@@ -98,7 +122,7 @@ def _read_pickle(path, allow_pickle):
     raise NewsloraError(f"{path}: pickle holds a {type(obj).__name__}, not a dataset or table")
 
 
-def read_table(spec, allow_pickle=False):
+def read_table(spec, allow_pickle=False, encoding="utf-8"):
     """Load any supported source as a raw DataFrame (columns as in the file)."""
     path = Path(spec)
     if not path.exists():
@@ -112,24 +136,22 @@ def read_table(spec, allow_pickle=False):
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl")
+            return pd.read_json(path, lines=suffix == ".jsonl", encoding=encoding)
         if suffix in (".pkl", ".pickle"):
             return _read_pickle(path, allow_pickle)
-        if _headerless_ag(path):
-            return pd.read_csv(
-                path,
-                header=None,
-                names=["class", "title", "description"],
-                dtype=str,
-                keep_default_na=False,
-            )
-        sep = "\t" if suffix == ".tsv" else ","
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding)
     except NewsloraError:
         raise
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+    except UnicodeDecodeError as e:
+        raise NewsloraError(
+            f"{spec}: byte {e.start} is not valid {encoding} "
+            "(set data.encoding, or --encoding, e.g. latin-1)"
+        ) from None
+    except LookupError:
+        raise NewsloraError(f"{spec}: unknown encoding '{encoding}'") from None
+    except (ValueError, OSError, csv.Error, pd.errors.ParserError) as e:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NewsloraError(f"{spec}: cannot read as {suffix or 'csv'}: {detail}") from None
+        raise NewsloraError(f"{spec}: cannot read as {suffix or 'csv'}: {detail[:200]}") from None
 
 
 # --- normalising ------------------------------------------------------------------------------
@@ -146,8 +168,12 @@ def _text_series(df, spec, text_columns):
     elif any(c in df.columns for c in TEXT_PARTS):
         cols = [c for c in TEXT_PARTS if c in df.columns]
     else:
+        hint = ""
+        if len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
+            hint = " (is the file comma-separated? a .tsv name reads tabs)"
         raise NewsloraError(
-            f"{spec}: missing column 'text' (or 'title'/'description'); has: {list(df.columns)}"
+            f"{spec}: missing column 'text' (or 'title'/'description'); "
+            f"has: {list(df.columns)}{hint}"
         )
     parts = [df[c].fillna("").astype(str).str.strip() for c in cols]
     text = parts[0]
@@ -189,35 +215,64 @@ def _label_ids(values, column, spec, labels):
     return ids
 
 
+def _id_column(df, spec):
+    """The ID column, matched case-insensitively (`id`, `ID`, `Id`)."""
+    found = [c for c in df.columns if str(c).strip().lower() == "id"]
+    if len(found) > 1:
+        raise NewsloraError(f"{spec}: more than one ID column: {found}")
+    return found[0] if found else None
+
+
+def _rows(mask, limit=5):
+    rows = [int(i) + 1 for i in mask.to_numpy().nonzero()[0][:limit]]
+    return ", ".join(map(str, rows)) + (", ..." if mask.sum() > limit else "")
+
+
 def load_examples(
-    spec, labels, *, need_labels, clean=True, text_columns=(), label_column="", allow_pickle=False
+    spec,
+    labels,
+    *,
+    need_labels,
+    clean=True,
+    text_columns=(),
+    label_column="",
+    allow_pickle=False,
+    encoding="utf-8",
+    for_prediction=False,
 ):
-    """Read `spec` into a DataFrame with `text`, `label` (int, if present or needed) and `id`."""
-    df = read_table(spec, allow_pickle=allow_pickle)
+    """Read `spec` into a DataFrame with `text`, `label` (int, if present or needed) and `id`.
+
+    for_prediction: every row is an input, so an empty text is kept (with a warning naming
+    the rows) and any label column is ignored (unlabelled files carry placeholders like -1).
+    `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1)."""
+    df = read_table(spec, allow_pickle=allow_pickle, encoding=encoding)
     if len(df) == 0:
         raise NewsloraError(f"{spec}: no rows")
     text = _text_series(df, spec, text_columns)
     if clean:
         text = text.map(clean_text)
     empty = text.str.len() == 0
+    if empty.any() and not for_prediction:
+        raise NewsloraError(f"{spec}: row {_rows(empty, 1)}: field 'text' is empty")
     if empty.any():
-        row = int(empty.to_numpy().argmax()) + 1
-        raise NewsloraError(f"{spec}: row {row}: field 'text' is empty")
+        warn(f"{spec}: {int(empty.sum())} row(s) with empty text (rows {_rows(empty)})")
     out = pd.DataFrame({"text": text.to_numpy()})
-    out["id"] = df["id"].to_numpy() if "id" in df.columns else range(len(df))
+    id_column = _id_column(df, spec)
+    out["id"] = df[id_column].to_numpy() if id_column is not None else range(len(df))
+    out.attrs["id_column"] = id_column
     for extra in PASSED_THROUGH:
         if extra in df.columns:
             out[extra] = df[extra].to_numpy()
-    column = _label_column(df, spec, label_column)
+    column = None if for_prediction else _label_column(df, spec, label_column)
     if column is not None:
         out["label"] = _label_ids(df[column].tolist(), column, spec, labels)
-    elif need_labels:
+    elif need_labels and not for_prediction:
         raise NewsloraError(f"{spec}: missing column 'label' (has: {list(df.columns)})")
     return out
 
 
-def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False):
-    """Load `spec` with a config's labels, text/label columns and cleaning."""
+def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False, for_prediction=False):
+    """Load `spec` with a config's labels, text/label columns, encoding and cleaning."""
     if not spec:
         raise NewsloraError(
             "no data file given (set it in the config's [data] or on the command line)"
@@ -230,6 +285,8 @@ def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False):
         text_columns=data_cfg.text_columns,
         label_column=data_cfg.label_column,
         allow_pickle=allow_pickle,
+        encoding=data_cfg.encoding,
+        for_prediction=for_prediction,
     )
 
 
@@ -250,3 +307,104 @@ def split_train_val(df, data_cfg):
             f"{data_cfg.train}: cannot cut a stratified validation split: {e}"
         ) from None
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+# --- training rows: extra files mixed in, duplicates and leaks dropped ------------------------
+
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def normalise(text):
+    """The form compared for duplicates and leaks: lower case, letters and digits only."""
+    return " ".join(_WORDS.findall(str(text).lower()))
+
+
+def held_out_texts(data_cfg):
+    """Normalised texts of the test set (data.test), or (None, why) when it cannot be read."""
+    try:
+        test = load_with_config(data_cfg, data_cfg.test, need_labels=False)
+    except NewsloraError as e:
+        return None, str(e)
+    return set(test["text"].map(normalise)), None
+
+
+def _weighted(df, weight, seed):
+    """weight 2.5 -> every row twice plus a random half; 0.5 -> a random half."""
+    whole, fraction = divmod(weight, 1)
+    parts = [df] * int(whole)
+    if fraction:
+        parts.append(df.sample(frac=fraction, random_state=seed))
+    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+
+
+def _mix_entry(entry):
+    if isinstance(entry, str):
+        return entry, 1.0
+    if isinstance(entry, dict) and "path" in entry:
+        weight = float(entry.get("weight", 1.0))
+        if weight < 0:
+            raise NewsloraError(f"data.mix: weight of {entry['path']} must be >= 0")
+        return entry["path"], weight
+    raise NewsloraError(f"data.mix: expected a path or {{path = ..., weight = ...}}, got {entry!r}")
+
+
+class _Guard:
+    """Drops rows seen before (duplicates) and rows equal to a validation or test text."""
+
+    def __init__(self, val_df, test_texts):
+        self.val = set(val_df["text"].map(normalise))
+        self.val_raw = set(val_df["text"])
+        self.test = test_texts or set()
+        self.seen = set()
+
+    def __call__(self, df):
+        norm = df["text"].map(normalise)
+        derived = pd.Series(False, index=df.index)
+        if "origin" in df:
+            derived = df["origin"].isin(self.val_raw)
+        counts = {
+            "validation_derived": derived,
+            "validation_text": norm.isin(self.val) & ~derived,
+            "test_text": norm.isin(self.test) & ~norm.isin(self.val) & ~derived,
+        }
+        leaked = counts["validation_derived"] | counts["validation_text"] | counts["test_text"]
+        duplicate = (norm.isin(self.seen) | norm.duplicated()) & ~leaked
+        self.seen.update(norm[~leaked])
+        dropped = {k: int(v.sum()) for k, v in counts.items()} | {"duplicate": int(duplicate.sum())}
+        return df[~(leaked | duplicate)], dropped
+
+
+def training_rows(train_df, val_df, data_cfg, test_texts=None):
+    """The real training split plus each `data.mix` file (sampled by its weight), with no row
+    that duplicates an earlier one or whose normalised text is a validation or test text, and
+    none derived (`origin`) from a validation row: AG News has duplicate texts, and augmented
+    files (synonym copies, cleaned copies) may carry validation rows with or without `origin`.
+    Returns the rows and a record of what each source gave and lost."""
+    guard = _Guard(val_df, test_texts)
+    real, dropped = guard(train_df.assign(source="real"))
+    parts = [real]
+    record = [{"path": str(data_cfg.train), "rows_in_file": len(train_df), "dropped": dropped}]
+    for entry in data_cfg.mix:
+        path, weight = _mix_entry(entry)
+        df = load_with_config(data_cfg, path)
+        if "source" not in df:
+            df["source"] = "extra"
+        kept, dropped = guard(df)
+        added = _weighted(kept, weight, data_cfg.seed)
+        parts.append(added)
+        record.append(
+            {
+                "path": str(path),
+                "weight": weight,
+                "rows_in_file": len(df),
+                "dropped": dropped,
+                "rows_added": len(added),
+            }
+        )
+    rows = pd.concat(parts, ignore_index=True)[["text", "label", "source"]]
+    if rows.empty:
+        raise NewsloraError(
+            f"{data_cfg.train}: no training rows left after dropping duplicates and rows equal "
+            "to validation/test texts (is data.test the training file?)"
+        )
+    return rows, record

@@ -1,50 +1,63 @@
 """Evaluate: a trained run on a labelled set -> metrics.json (+ confusion matrix PNG).
 
-Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix, by scikit-learn.
+Accuracy, macro-F1 and per-class precision/recall/F1 (scikit-learn's classification_report)
+over the classes present in the gold labels, and the confusion matrix over all classes.
 """
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from newslora.data import load_with_config
 from newslora.files import write_json
 from newslora.plots import plot_confusion
-from newslora.predict import load_run, predict_with_config
+from newslora.predict import load_run, predict_with_config, run_config
 
 
 def classification_metrics(labels, preds, names):
-    ids = list(range(len(names)))
-    p, r, f, support = precision_recall_fscore_support(labels, preds, labels=ids, zero_division=0)
+    """Per-class rows and macro-F1 cover only the classes that occur in `labels`: a class with
+    no gold rows has no recall, and counting it as F1 = 0 would drag macro-F1 far below
+    accuracy on, say, a news set without World rows. Absent classes are listed instead; the
+    confusion matrix keeps every class (predictions into an absent class stay visible)."""
+    present = sorted(int(i) for i in np.unique(labels))
+    report = classification_report(
+        labels,
+        preds,
+        labels=present,
+        target_names=[names[i] for i in present],
+        output_dict=True,
+        zero_division=0,
+    )
     return {
         "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
-        "per_class": {
-            name: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(names)
-        },
+        "macro_f1": float(report["macro avg"]["f1-score"]),
+        "per_class": {names[i]: _class_row(report[names[i]]) for i in present},
+        "absent_classes": [name for i, name in enumerate(names) if i not in present],
         "labels": list(names),
-        "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
+        "confusion_matrix": confusion_matrix(labels, preds, labels=range(len(names))).tolist(),
     }
 
 
-def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False):
+def _class_row(row):
+    return {
+        "precision": float(row["precision"]),
+        "recall": float(row["recall"]),
+        "f1": float(row["f1-score"]),
+        "support": int(row["support"]),
+    }
+
+
+def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False, encoding=None):
     """Predict a labelled set with a run and write metrics (default RUN_DIR/metrics.json)."""
     run_dir = Path(run_dir)
-    cfg, model, tokenizer = load_run(run_dir)
+    cfg = run_config(run_dir)  # the data is read and checked before the model loads
     spec = data_spec or cfg.data.test
-    df = load_with_config(cfg.data, spec, need_labels=True, allow_pickle=allow_pickle)
+    data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
+    df = load_with_config(data_cfg, spec, need_labels=True, allow_pickle=allow_pickle)
+    cfg, model, tokenizer = load_run(run_dir)
     start = time.perf_counter()
     logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist())
     seconds = time.perf_counter() - start

@@ -8,13 +8,14 @@ head, `adapter/` loads with plain `peft.PeftModel.from_pretrained(base_model, ru
 import importlib
 import importlib.util
 import json
-import re
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import safetensors.torch
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.tuners_utils import check_target_module_exists
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
@@ -22,7 +23,6 @@ from transformers.utils import logging as hf_logging
 from newslora import NewsloraError
 
 FULL_WEIGHTS = "model.safetensors"
-hf_logging.set_verbosity_error()  # the "newly initialized classifier" report is expected here
 hf_logging.disable_progress_bar()  # weight loading takes a second; no bar needed
 
 # Architecture configs (not weights) of the default Hub models, so that `newslora budget`
@@ -32,35 +32,36 @@ BUNDLED_CONFIGS = {
     "roberta-base": "roberta-base.json",
 }
 
-# Where each role sits inside one encoder layer, per architecture family (regex, relative to
-# the layer). Roles let one recipe be transposed across encoders.
+# Where each role sits inside one encoder layer, per architecture family: a module-name suffix
+# (peft matches `target_modules` entries as suffixes). Roles let one recipe be transposed across
+# encoders.
 _BERT_LIKE = {
-    "query": r"attention\.self\.query",
-    "key": r"attention\.self\.key",
-    "value": r"attention\.self\.value",
-    "attention_output": r"attention\.output\.dense",
-    "ffn_in": r"intermediate\.dense",
-    "ffn_out": r"output\.dense",
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attention_output": "attention.output.dense",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
 }
 ROLES = {
     **dict.fromkeys(
         ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"], _BERT_LIKE
     ),
     "mpnet": {
-        "query": r"attention\.attn\.q",
-        "key": r"attention\.attn\.k",
-        "value": r"attention\.attn\.v",
-        "attention_output": r"attention\.attn\.o",
-        "ffn_in": r"intermediate\.dense",
-        "ffn_out": r"output\.dense",
+        "query": "attention.attn.q",
+        "key": "attention.attn.k",
+        "value": "attention.attn.v",
+        "attention_output": "attention.attn.o",
+        "ffn_in": "intermediate.dense",
+        "ffn_out": "output.dense",
     },
     "distilbert": {
-        "query": r"attention\.q_lin",
-        "key": r"attention\.k_lin",
-        "value": r"attention\.v_lin",
-        "attention_output": r"attention\.out_lin",
-        "ffn_in": r"ffn\.lin1",
-        "ffn_out": r"ffn\.lin2",
+        "query": "attention.q_lin",
+        "key": "attention.k_lin",
+        "value": "attention.v_lin",
+        "attention_output": "attention.out_lin",
+        "ffn_in": "ffn.lin1",
+        "ffn_out": "ffn.lin2",
     },
 }
 
@@ -164,24 +165,50 @@ def head_modules(model):
     ]
 
 
-def target_regex(model_type, targets, layers):
-    """One regex (peft matches it in full) for the chosen roles/names in the chosen layers."""
-    roles = ROLES.get(model_type, {})
-    parts = [roles.get(t, rf"(?:.*\.)?{re.escape(t)}") for t in targets]
-    layer = "|".join(str(i) for i in layers) if layers else r"\d+"
-    return rf".*\.(?:{layer})\.(?:{'|'.join(parts)})"
+def _ends_with(path, suffixes):
+    return any(path == s or path.endswith("." + s) for s in suffixes)
+
+
+def lora_config(cfg, model, targets=None):
+    """peft's LoraConfig for `lora.targets` (or `targets`) in `lora.layers` (empty = all).
+
+    Roles become module-name suffixes. BERT's ffn_out suffix `output.dense` also ends
+    `attention.output.dense`, so a role that was not chosen but whose path a chosen role's
+    suffix hits is excluded (unless a plain-name target asks for it)."""
+    targets = cfg.lora.targets if targets is None else targets
+    roles = ROLES.get(model.config.model_type, {})
+    suffixes = [roles.get(t, t) for t in targets]
+    names = [t for t in targets if t not in roles]
+    excluded = [
+        path
+        for role, path in roles.items()
+        if role not in targets and _ends_with(path, suffixes) and not _ends_with(path, names)
+    ]
+    return LoraConfig(
+        task_type="SEQ_CLS",
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        use_rslora=cfg.lora.rslora,
+        target_modules=suffixes,
+        exclude_modules=excluded or None,
+        # always a layer list: a suffix like `dense` must not reach modules outside the layers
+        layers_to_transform=cfg.lora.layers or list(range(model.config.num_hidden_layers)),
+        bias=cfg.lora.bias,
+        modules_to_save=head_modules(model),
+    )
 
 
 def _check_targets(model, cfg):
+    """Name the `lora.targets` entry that matches nothing (peft only says that none did)."""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    model_type = model.config.model_type
     for target in cfg.lora.targets:
-        pattern = re.compile(target_regex(model_type, [target], cfg.lora.layers))
-        if not any(pattern.fullmatch(n) for n in names):
+        one = lora_config(cfg, model, [target])
+        if not any(check_target_module_exists(one, n) is True for n in names):
             layers = f" in layers {cfg.lora.layers}" if cfg.lora.layers else ""
             raise NewsloraError(
                 f"config: 'lora.targets' entry '{target}' matches no linear layer of this "
-                f"{model_type} model{layers} (e.g. {', '.join(names[:4])})"
+                f"{model.config.model_type} model{layers} (e.g. {', '.join(names[:4])})"
             )
 
 
@@ -206,17 +233,7 @@ def build_model(cfg, pretrained=True):
     if cfg.lora.full_finetune:
         return model
     _check_targets(model, cfg)
-    lora = LoraConfig(
-        task_type="SEQ_CLS",
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        use_rslora=cfg.lora.rslora,
-        target_modules=target_regex(model.config.model_type, cfg.lora.targets, cfg.lora.layers),
-        bias=cfg.lora.bias,
-        modules_to_save=head_modules(model),
-    )
-    return get_peft_model(model, lora)
+    return get_peft_model(model, lora_config(cfg, model))
 
 
 def save_model(model, tokenizer, folder):
@@ -233,7 +250,11 @@ def save_model(model, tokenizer, folder):
 def load_model(cfg, folder):
     """Rebuild the run's model from its config and saved weights, ready for inference."""
     folder = Path(folder)
-    base = build_model(_without_lora(cfg))
+    # The base model's head (and a linear head) starts random and transformers reports it as
+    # newly initialised; here the saved head and adapters replace it at once, so that report
+    # would be noise in predict/evaluate output. Training still shows it (build_model).
+    with _transformers_errors_only():
+        base = build_model(_without_lora(cfg))
     if cfg.lora.full_finetune:
         safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
         model = base
@@ -246,3 +267,13 @@ def load_model(cfg, folder):
 def _without_lora(cfg):
     """The same config with full_finetune on: build_model then returns the bare base model."""
     return replace(cfg, lora=replace(cfg.lora, full_finetune=True))
+
+
+@contextmanager
+def _transformers_errors_only():
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)

@@ -7,6 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from newslora import NewsloraError  # noqa: E402
 from newslora.files import atomic_path  # noqa: E402
@@ -51,17 +53,10 @@ def plot_curves(run_dir):
 
 
 def plot_confusion(metrics, path):
-    matrix, names = metrics["confusion_matrix"], metrics["labels"]
+    names = metrics["labels"]
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1))
-    ax.imshow(matrix, cmap="Blues")
-    top = max(max(row) for row in matrix) or 1
-    for i, row in enumerate(matrix):
-        for j, n in enumerate(row):
-            ax.text(
-                j, i, str(n), ha="center", va="center", color="white" if n > top / 2 else "black"
-            )
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    display = ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=names)
+    display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=30, values_format="d")
     ax.set(
         xlabel="predicted",
         ylabel="true",

@@ -6,6 +6,7 @@ the base weights for inference. Output order and IDs follow the input file.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +14,27 @@ import pandas as pd
 import torch
 from peft import PeftModel
 from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from newslora import NewsloraError
+from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import load_with_config
 from newslora.files import atomic_path
 from newslora.model import autocast_dtype, load_model
 
 
-def load_run(run_dir, merge=True):
-    """(config, model, tokenizer) of a finished run; LoRA merged for speed unless merge=False."""
+def run_config(run_dir):
+    """The resolved config of a finished run (checked before any weights are loaded)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file() or not (run_dir / "adapter").is_dir():
         raise NewsloraError(f"{run_dir}: not a finished newslora run (no config.toml or adapter/)")
-    cfg = load_config(run_dir / "config.toml")
-    model, tokenizer = load_model(cfg, run_dir / "adapter")
+    return load_config(run_dir / "config.toml")
+
+
+def load_run(run_dir, merge=True):
+    """(config, model, tokenizer) of a finished run; LoRA merged for speed unless merge=False."""
+    cfg = run_config(run_dir)
+    model, tokenizer = load_model(cfg, Path(run_dir) / "adapter")
     if merge and isinstance(model, PeftModel):
         model = model.merge_and_unload()
     return cfg, model.eval(), tokenizer
@@ -40,16 +47,21 @@ def predict_logits(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = autocast_dtype(precision)
     model.to(device).eval()  # no dropout at inference
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    batches = range(0, len(texts), batch_size)
     with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-        for start in tqdm(batches, desc="predict", disable=not progress, unit="batch"):
-            idx = order[start : start + batch_size]
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+        for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, "pt", progress):
             logits[idx] = model(**batch.to(device)).logits.float().cpu().numpy()
     return logits
+
+
+def _sorted_batches(tokenizer, texts, batch_size, max_length, tensors, progress):
+    """(row indices, padded batch), shortest rows first: each batch pads to its own longest."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="predict", disable=not progress, unit="batch"):
+        idx = order[start : start + batch_size]
+        yield idx, tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors=tensors)
 
 
 def label_confidence(logits, temperature=1.0):
@@ -95,14 +107,110 @@ def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):
     )
 
 
-def predict_run(run_dir, input_spec, output, allow_pickle=False, batch_size=None):
-    """Write `ID,Label` for each row of `input_spec` to `output`, atomically; return the table."""
-    cfg, model, tokenizer = load_run(run_dir)
+def predict_run(
+    run_dir, input_spec, output, allow_pickle=False, batch_size=None, encoding=None, backend="auto"
+):
+    """Write `ID,Label` for each row of `input_spec` to `output`, atomically; return the table.
+
+    Every input row gets a prediction (an empty text too: a submission needs one row per input);
+    labels in the input, such as -1 placeholders, are ignored. `run_dir` may also be an `hf` or
+    `onnx` export folder (see load_predictor)."""
+    cfg = source_config(run_dir)  # the input is read and checked before the model loads
+    folder_kind(run_dir, backend)
+    data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
     df = load_with_config(
-        cfg.data, input_spec or cfg.data.predict, need_labels=False, allow_pickle=allow_pickle
+        data_cfg, input_spec or cfg.data.predict, allow_pickle=allow_pickle, for_prediction=True
     )
-    logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist(), batch_size)
+    if df["id"].duplicated().any():
+        warn(f"{input_spec}: {int(df['id'].duplicated().sum())} duplicated ID(s)")
+    _, logits_of = load_predictor(run_dir, backend)
+    logits = logits_of(df["text"].tolist(), batch_size)
     table = pd.DataFrame({"ID": df["id"], "Label": logits.argmax(axis=1)})
+    table.attrs["id_column"] = df.attrs["id_column"]
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+# --- export folders (`newslora export`) and the ONNX Runtime backend ---------------------------
+
+EXPORT_META = "newslora_export.json"  # written by `newslora export`: format, labels, files
+EXPORT_CONFIG = "newslora.toml"  # the run's resolved config, copied into each export
+BACKENDS = {"run": "torch", "hf": "torch", "onnx": "onnx"}  # what runs each kind of folder
+
+
+def export_meta(path):
+    """The metadata of a `newslora export` folder; None for anything else."""
+    meta = Path(path) / EXPORT_META
+    return json.loads(meta.read_text()) if meta.is_file() else None
+
+
+def source_config(path):
+    """The resolved config of a run directory or of an export folder."""
+    if export_meta(path) is not None:
+        return load_config(Path(path) / EXPORT_CONFIG)
+    return run_config(path)
+
+
+def folder_kind(path, backend="auto"):
+    """What a folder is (run, hf or onnx export), checked against the backend asked for."""
+    meta = export_meta(path)
+    kind = meta["format"] if meta else "run"
+    if kind not in BACKENDS:
+        raise NewsloraError(f"{path}: a '{kind}' export is for peft; predict with its run instead")
+    if backend not in ("auto", BACKENDS[kind]):
+        hint = (
+            f"export it first: newslora export {path} OUT --format onnx"
+            if backend == "onnx"
+            else "an onnx export runs on ONNX Runtime; use its run or an hf export for torch"
+        )
+        raise NewsloraError(f"{path}: --backend {backend} does not fit this folder ({hint})")
+    return kind
+
+
+def load_predictor(path, backend="auto"):
+    """(config, logits_of(texts, batch_size=None, progress=True)) for a run directory or an
+    `hf` export (PyTorch, with the run's precision) or an `onnx` export (ONNX Runtime, CPU)."""
+    path = Path(path)
+    kind = folder_kind(path, backend)
+    cfg = source_config(path)
+    size, length = cfg.train.eval_batch_size, cfg.model.max_length
+    if kind == "onnx":
+        session = onnx_session(path / export_meta(path)["onnx_file"])
+        tokenizer = AutoTokenizer.from_pretrained(path)
+
+        def onnx_of(texts, batch_size=None, progress=True):
+            return onnx_logits(session, tokenizer, texts, batch_size or size, length, progress)
+
+        return cfg, onnx_of
+    if kind == "hf":
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    else:
+        cfg, model, tokenizer = load_run(path)
+
+    def torch_of(texts, batch_size=None, progress=True):
+        size_ = batch_size or size
+        return predict_logits(
+            model, tokenizer, texts, size_, length, cfg.train.precision, progress=progress
+        )
+
+    return cfg, torch_of
+
+
+def onnx_session(path):
+    """An ONNX Runtime session on the CPU (all physical cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: its notes on unused initialisers are noise
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, tokenizer, texts, batch_size=64, max_length=128, progress=True):
+    """predict_logits for an ONNX Runtime session: same tokenization, batches and row order."""
+    names = [i.name for i in session.get_inputs()]
+    logits = np.zeros((len(texts), session.get_outputs()[0].shape[-1]), dtype=np.float32)
+    for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, "np", progress):
+        logits[idx] = session.run(None, {n: batch[n].astype(np.int64) for n in names})[0]
+    return logits

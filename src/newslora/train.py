@@ -12,8 +12,12 @@ Run directory:
   checkpoints/     Trainer checkpoints for --resume
 """
 
+import hashlib
+import json
 import shutil
 import time
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import datasets
@@ -23,11 +27,10 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from newslora import NewsloraError
-from newslora.augment import mix_into
+from newslora import NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
-from newslora.data import load_with_config, split_train_val
+from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
 from newslora.files import atomic_path, write_json
 from newslora.model import (
     autocast_dtype,
@@ -75,12 +78,21 @@ class Recipe:
         self.cfg = cfg
         self.run_dir = Path(cfg.train.output_dir)
 
-    def setup(self):
+    def setup(self, resume=False):
+        if resume:  # lora.r = "auto" was resolved once, at the start: keep that number
+            self.cfg = _stored_rank(self.cfg, self.run_dir / "checkpoints" / RUN_STATE)
         self.cfg = cfg = resolve_rank(self.cfg)  # lora.r = "auto" -> a number, saved as such
         check_budget(count_config(cfg), cfg.train.budget)  # refuse before loading any weights
         set_seed(cfg.train.seed)
         real, self.val_df = split_train_val(load_with_config(cfg.data, cfg.data.train), cfg.data)
-        self.train_df, self.mixed = mix_into(real, self.val_df, cfg.data, cfg.data.seed)
+        test_texts, why = held_out_texts(cfg.data)
+        if test_texts is None:
+            warn(f"training rows not checked against the test set: {why}")
+        self.train_df, self.sources = training_rows(real, self.val_df, cfg.data, test_texts)
+        self.resume = resume
+        self.state = {"config": cfg.to_dict(), "data": fingerprint(self.train_df, self.val_df)}
+        if resume:  # refuse before loading any weights
+            _check_same_run(self.run_dir / "checkpoints", self.state)
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
         self.count = count_parameters(self.model)
@@ -127,26 +139,30 @@ class Recipe:
         )
 
     def _callbacks(self):
+        # each invocation gets its own folder: a rerun's curves never land on the old ones
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         tensorboard = TensorBoardCallback()
-        tensorboard.logging_dir = str(self.run_dir / "tensorboard")
+        tensorboard.logging_dir = str(self.run_dir / "tensorboard" / stamp)
         callbacks = [tensorboard]
         if self.cfg.train.early_stopping > 0:
             callbacks.append(EarlyStoppingCallback(self.cfg.train.early_stopping))
         return callbacks
 
-    def train(self, resume=False):
+    def train(self):
         checkpoints = self.run_dir / "checkpoints"
-        if resume and not any(checkpoints.glob("checkpoint-*")):
-            raise NewsloraError(f"{checkpoints}: no checkpoint to resume from")
-        if not resume and self.trainer.is_world_process_zero():
+        if not self.resume and self.trainer.is_world_process_zero():
             # A fresh run must not rotate or resume another run's checkpoints. The previous
             # run's outputs (adapter/, config.toml, ...) stay until save() replaces them.
             shutil.rmtree(checkpoints, ignore_errors=True)
+            checkpoints.mkdir(parents=True)
+            write_json(checkpoints / RUN_STATE, self.state)
         start = time.perf_counter()
-        self.result = self.trainer.train(resume_from_checkpoint=True if resume else None)
+        self.result = self.trainer.train(resume_from_checkpoint=True if self.resume else None)
         self.wall_s = time.perf_counter() - start
-        self.val_metrics = self.trainer.evaluate()  # the best checkpoint is loaded by now
-        val = self.trainer.predict(self.trainer.eval_dataset)
+        # one pass over validation (the best checkpoint is loaded by now) gives the metrics
+        # and the logits the confidence temperature is fitted on
+        val = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
+        self.val_metrics = val.metrics
         self.temperature = fit_temperature(val.predictions, val.label_ids)
         return self
 
@@ -165,7 +181,7 @@ class Recipe:
                 "train_rows": len(self.train_df),
                 "val_rows": len(self.val_df),
                 "rows_by_source": self.train_df["source"].value_counts().to_dict(),
-                "mixed": self.mixed,
+                "sources": self.sources,  # rows each file gave, duplicates and leaks dropped
                 "trainable_params": self.count.trainable,
                 "params": vars(self.count) | {"trainable": self.count.trainable},
                 "val_accuracy": self.val_metrics["eval_accuracy"],
@@ -184,3 +200,49 @@ class Recipe:
             },
         )
         return self
+
+
+RUN_STATE = "run_state.json"  # the resolved config and data fingerprint checkpoints belong to
+
+
+def fingerprint(train_df, val_df):
+    """sha256 of the training and validation rows (text and label), in order."""
+    digest = hashlib.sha256()
+    for df in (train_df, val_df):
+        for text, label in zip(df["text"], df["label"], strict=True):
+            digest.update(f"{label}\t{text}\n".encode())
+        digest.update(b"--\n")
+    return digest.hexdigest()
+
+
+def _stored_rank(cfg, path):
+    if cfg.lora.r != "auto" or not path.is_file():
+        return cfg
+    r = json.loads(path.read_text())["config"]["lora"]["r"]
+    return replace(cfg, lora=replace(cfg.lora, r=r))
+
+
+def _check_same_run(checkpoints, state):
+    """--resume continues the same training: same resolved config, same rows."""
+    if not any(checkpoints.glob("checkpoint-*")):
+        raise NewsloraError(f"{checkpoints}: no checkpoint to resume from")
+    path = checkpoints / RUN_STATE
+    if not path.is_file():
+        raise NewsloraError(f"{path}: missing; these checkpoints cannot be checked, start afresh")
+    saved = json.loads(path.read_text())
+    changed = [
+        f"{section}.{key}"
+        for section, values in state["config"].items()
+        for key, value in values.items()
+        if saved["config"].get(section, {}).get(key) != value and key != "output_dir"
+    ]
+    if changed:
+        raise NewsloraError(
+            f"--resume: config differs from the checkpoint's ({', '.join(changed[:5])}); "
+            "resume with the same config, or train afresh without --resume"
+        )
+    if saved["data"] != state["data"]:
+        raise NewsloraError(
+            "--resume: the training/validation rows differ from the checkpoint's "
+            "(data file or split changed); train afresh without --resume"
+        )

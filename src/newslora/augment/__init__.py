@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from newslora import NewsloraError
 from newslora.augment.synonyms import SynonymAugmenter, SynonymConfig
 from newslora.data import load_with_config
 from newslora.files import atomic_path, write_json
@@ -21,7 +20,6 @@ __all__ = [
     "clean_file",
     "filter_file",
     "generate_file",
-    "mix_into",
     "synonyms_file",
     "write_table",
 ]
@@ -55,64 +53,16 @@ def clean_file(data_cfg, input_spec, output, allow_pickle=False):
     return write_table(_table(df, "real"), output)
 
 
-def synonyms_file(data_cfg, input_spec, output, syn_cfg, keep_original=False):
-    """`syn_cfg.copies` synonym-augmented copies of every input row."""
+def synonyms_file(data_cfg, input_spec, output, syn_cfg):
+    """`syn_cfg.copies` synonym-augmented copies of every input row (a config.SynonymConfig),
+    after the input rows themselves with `syn_cfg.keep_original`."""
     df = load_with_config(data_cfg, input_spec, need_labels=False)
     augmenter = SynonymAugmenter(syn_cfg)
-    parts = [_table(df, "real")] if keep_original else []
+    parts = [_table(df, "real")] if syn_cfg.keep_original else []
     for copy in range(syn_cfg.copies):
         texts = [augmenter.augment(t, row, copy) for row, t in enumerate(df["text"])]
         parts.append(_table(df.assign(text=texts), "synonym", origin=df["text"].to_numpy()))
     return write_table(pd.concat(parts, ignore_index=True), output)
-
-
-def _weighted(df, weight, seed):
-    """weight 2.5 -> every row twice plus a random half; 0.5 -> a random half."""
-    whole, fraction = divmod(weight, 1)
-    parts = [df] * int(whole)
-    if fraction:
-        parts.append(df.sample(frac=fraction, random_state=seed))
-    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
-
-
-def mix_into(train_df, val_df, data_cfg, seed):
-    """Add each `data.mix` file to the training rows, sampled by its weight.
-
-    Rows derived from a validation row (their `origin` is a validation text) are dropped:
-    they would leak it. Returns the mixed rows and a record of what was mixed."""
-    parts, record = [train_df.assign(source="real")], []
-    for entry in data_cfg.mix:
-        path, weight = _mix_entry(entry)
-        df = load_with_config(data_cfg, path)
-        if "source" not in df:
-            df["source"] = "extra"
-        leaked = pd.Series(False, index=df.index)
-        if "origin" in df:
-            leaked = df["origin"].isin(set(val_df["text"]))
-        added = _weighted(df[~leaked], weight, seed)
-        parts.append(added)
-        record.append(
-            {
-                "path": str(path),
-                "weight": weight,
-                "rows_in_file": len(df),
-                "dropped_validation_derived": int(leaked.sum()),
-                "rows_added": len(added),
-            }
-        )
-    mixed = pd.concat(parts, ignore_index=True)[["text", "label", "source"]]
-    return mixed, record
-
-
-def _mix_entry(entry):
-    if isinstance(entry, str):
-        return entry, 1.0
-    if isinstance(entry, dict) and "path" in entry:
-        weight = float(entry.get("weight", 1.0))
-        if weight < 0:
-            raise NewsloraError(f"data.mix: weight of {entry['path']} must be >= 0")
-        return entry["path"], weight
-    raise NewsloraError(f"data.mix: expected a path or {{path = ..., weight = ...}}, got {entry!r}")
 
 
 def generate_file(cfg, output, work_dir):

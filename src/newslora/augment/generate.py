@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -79,6 +79,24 @@ def _prompt(tokenizer, topic):
     return f"{topic[:1].upper()}{topic[1:]} news:"
 
 
+def adaptation_data(tokenizer, texts):
+    """Token ids of each text as a training document, labels = the ids (end token included)."""
+    docs = [_training_document(tokenizer, t) for t in texts]
+
+    def encode(batch):
+        enc = tokenizer(batch["text"], truncation=True, max_length=160)
+        return enc | {"labels": [list(ids) for ids in enc["input_ids"]]}
+
+    return Dataset.from_dict({"text": docs}).map(encode, batched=True, remove_columns=["text"])
+
+
+def adaptation_collator(tokenizer):
+    """Pads labels with -100 by position, not by token id: with pad = eos, masking pad ids
+    (as DataCollatorForLanguageModeling does) would also mask each document's end-of-text
+    token, and the adapted LM would never learn to stop."""
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+
+
 def adapt(model, tokenizer, texts, gen_cfg, output_dir):
     """Causal-LM fine-tuning on `texts` (LoRA unless adapt_full). Returns the adapted model."""
     set_seed(gen_cfg.seed)
@@ -87,12 +105,6 @@ def adapt(model, tokenizer, texts, gen_cfg, output_dir):
             model,
             LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules="all-linear"),
         )
-    docs = [_training_document(tokenizer, t) for t in texts]
-    data = Dataset.from_dict({"text": docs}).map(
-        lambda b: tokenizer(b["text"], truncation=True, max_length=160),
-        batched=True,
-        remove_columns=["text"],
-    )
     trainer = Trainer(
         model=model,
         args=TrainingArguments(
@@ -108,8 +120,8 @@ def adapt(model, tokenizer, texts, gen_cfg, output_dir):
             use_cpu=not torch.cuda.is_available(),
             bf16=autocast_dtype("auto") == torch.bfloat16,
         ),
-        train_dataset=data,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        train_dataset=adaptation_data(tokenizer, texts),
+        data_collator=adaptation_collator(tokenizer),
     )
     result = trainer.train()
     model = model.merge_and_unload() if not gen_cfg.adapt_full else model

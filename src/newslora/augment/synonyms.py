@@ -5,21 +5,22 @@ places, companies: the words that carry a news topic) are left alone. Optional r
 insertion (of a synonym), swap and deletion follow EDA. Each row's edits depend only on the
 seed and the row's position, so a file augments identically on any machine.
 
-WordNet 3.0 comes from NLTK's data path if present, else from Debian's `wordnet-base` files
-(/usr/share/wordnet, or $NEWSLORA_WORDNET), which NLTK's reader accepts once a `lexnames`
-file (the 45 lexicographer file names, public in WordNet's documentation) is put beside them.
+WordNet 3.0 comes from Debian's `wordnet-base` + `wordnet-sense-index` files (/usr/share/wordnet,
+or $NEWSLORA_WORDNET), which NLTK's reader accepts once a `lexnames` file (the 45
+lexicographer file names, public in WordNet's documentation) is put beside them; without
+them, from NLTK's own data path.
 """
 
 import os
 import random
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from newslora import NewsloraError
+from newslora.config import SynonymConfig  # the [synonyms] section: fields, defaults, help
 
 LEXNAMES = (
     "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
@@ -34,50 +35,52 @@ _POS_IDS = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 _WORD = re.compile(r"^(\W*)([a-z][a-z'-]*[a-z])(\W*)$")  # lower-case word, punctuation kept
 
 
-@dataclass
-class SynonymConfig:
-    rate: float = 0.1  # share of eligible words replaced by a synonym
-    max_replacements: int = 5  # at most this many replacements per text
-    insert_rate: float = 0.0  # EDA random insertion: synonyms inserted, per eligible word
-    swap_rate: float = 0.0  # EDA random swap: swaps, per word
-    delete_rate: float = 0.0  # EDA random deletion: chance each word is dropped
-    copies: int = 1  # augmented copies per input row
-    seed: int = 0
-
-
 def _debian_source():
     return Path(os.environ.get("NEWSLORA_WORDNET", "/usr/share/wordnet"))
 
 
+# NLTK's reader (3.10) opens these at load; Debian splits them over two packages.
+NEEDED = {"data.noun": "wordnet-base", "index.sense": "wordnet-sense-index"}
+
+
 def _prepare_nltk_data(cache):
-    """Copy Debian's WordNet files into an NLTK data folder and add `lexnames`."""
+    """Copy Debian's WordNet files into an NLTK data folder and add `lexnames`.
+
+    Copied again whenever the source has a file the copy lacks (a package installed later)."""
     source = _debian_source()
-    if not (source / "data.noun").is_file():
+    missing = [name for name in NEEDED if not (source / name).is_file()]
+    if missing:
+        packages = " ".join(NEEDED[name] for name in missing)
         raise NewsloraError(
-            f"WordNet not found: no NLTK wordnet data and no {source}/data.noun "
-            "(install Debian's wordnet-base, or set NEWSLORA_WORDNET to a WordNet 3.0 dict folder)"
+            f"WordNet 3.0: {source} has no {', '.join(missing)} (apt-get install {packages}, "
+            "or set NEWSLORA_WORDNET to a WordNet 3.0 dict folder)"
         )
     target = cache / "corpora" / "wordnet"
-    if not (target / "lexnames").is_file():
+    files = [p for p in source.iterdir() if p.is_file()]
+    if not all((target / p.name).is_file() for p in files) or not (target / "lexnames").is_file():
         target.mkdir(parents=True, exist_ok=True)
-        for path in source.iterdir():
-            if path.is_file():  # NLTK refuses symlinks that leave its data folder
-                shutil.copy(path, target / path.name)
+        for path in files:  # copies: NLTK refuses symlinks that leave its data folder
+            shutil.copy(path, target / path.name)
         lines = [f"{i:02d}\t{n}\t{_POS_IDS[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES)]
         (target / "lexnames").write_text("".join(lines))
     return cache
 
 
 def load_wordnet():
+    """WordNet 3.0 from Debian's files (the Makefile installs them), else NLTK's own data."""
     import nltk
     from nltk.corpus import wordnet
 
-    try:
-        wordnet.ensure_loaded()
-    except LookupError:
+    if _debian_source().is_dir() or "NEWSLORA_WORDNET" in os.environ:
         cache = Path(os.environ.get("NEWSLORA_CACHE", Path.home() / ".cache" / "newslora"))
         nltk.data.path.insert(0, str(_prepare_nltk_data(cache / "nltk_data")))
+    try:
         wordnet.ensure_loaded()
+    except (LookupError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NewsloraError(
+            f"WordNet 3.0 not found ({first[:120]}): apt-get install {' '.join(NEEDED.values())}"
+        ) from None
     return wordnet
 
 

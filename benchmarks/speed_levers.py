@@ -1,0 +1,84 @@
+"""Experiments on newslora's training speed, run in-process on its own `train.Recipe` with one
+change each; src/newslora is not modified (the lead decides what to adopt).
+
+  baseline         the shipped path: SDPA attention (transformers 5's default for BERT) and
+                   optim="adamw_torch_fused" (transformers 5's default on torch >= 2.8)
+  eager-attention  model.set_attn_implementation("eager")
+  adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
+  torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
+  eval-pass        no training: one pass over the validation rows as `Recipe.train()` runs after
+                   training (trainer.predict on the length-sorted set), timed
+
+Each trains one epoch over the rows given (or times one pass) and writes its step records:
+
+    python benchmarks/speed_levers.py LEVER --out result.json section.key=value ...
+
+Run by benchmarks/speed.py (`--only levers`), which turns the records into speed.json rows.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import newslora.train as newslora_train
+from newslora.config import load_config
+from newslora.train import Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E402
+
+LEVERS = {
+    "baseline": {},
+    "eager-attention": {"attention": "eager"},
+    "adamw-foreach": {"args": {"optim": "adamw_torch"}},
+    "torch-compile": {"args": {"torch_compile": True}},
+    "eval-pass": {"eval_only": True},
+}
+
+
+def with_training_args(changes):
+    """The Recipe's own TrainingArguments, plus `changes` (this process only)."""
+    base = newslora_train.TrainingArguments
+    newslora_train.TrainingArguments = lambda **kwargs: base(**kwargs | changes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("lever", choices=sorted(LEVERS))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("overrides", nargs="*", help="section.key=value on configs/demo.toml")
+    args = parser.parse_intermixed_args()
+    lever = LEVERS[args.lever]
+    if "args" in lever:
+        with_training_args(lever["args"])
+    recipe = Recipe(load_config(REPO / "configs" / "demo.toml", args.overrides)).setup()
+    base = recipe.model.get_base_model()
+    if "attention" in lever:
+        base.set_attn_implementation(lever["attention"])
+    trainer = recipe.trainer
+    result = {
+        "lever": {
+            "attention": base.config._attn_implementation,
+            "optim": str(trainer.args.optim),
+            "torch_compile": trainer.args.torch_compile,
+        }
+    }
+    if lever.get("eval_only"):
+        start = time.perf_counter()
+        trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+        result |= {"eval_rows": len(trainer.eval_dataset), "eval_s": time.perf_counter() - start}
+        result["note"] = f"one validation pass: {result['eval_s']:.1f} s"
+    else:
+        clock, counts = StepClock(), []
+        trainer.add_callback(clock)
+        count_batches(trainer, counts)
+        trainer.train()
+        result["steps"] = step_records(clock, counts)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

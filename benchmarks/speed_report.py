@@ -1,0 +1,376 @@
+"""The speed benchmark's pure parts: step windows, padding and token counts, the FLOP formula,
+row keys, speed.json and speed.md. No timing and no model here (tests/test_speed_bench.py).
+"""
+
+import torch
+from common import done, load_rows, write_text
+
+from newslora.files import write_json
+
+KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
+LEVERS = ["baseline", "eager-attention", "adamw-foreach", "torch-compile", "eval-pass"]
+GOALS = {"train": 15.0, "predict": 20.0, "cpu_matmul_utilisation": 0.40}
+
+
+def flops_per_token(n_params, full_finetune=False):
+    """Training FLOPs per token for N parameters that run per token: forward 2N, backward 2N
+    for the activation gradients, and 2N more for weight gradients when every weight trains.
+    Attention scores (~4 x layers x hidden x sequence) are left out, as in the usual MFU."""
+    return (6 if full_finetune else 4) * n_params
+
+
+def utilisation(flops_per_s, peak_flops):
+    return flops_per_s / peak_flops
+
+
+def window(ends, batches, warmup):
+    """Steady-state rates: from the end of step `warmup` to the end of the last step.
+    `ends`: end time of each step (s); `batches`: rows, real and padded tokens of those steps."""
+    seconds = ends[-1] - ends[warmup - 1]
+    return {
+        "steps_timed": len(ends) - warmup,
+        "seconds": seconds,
+        "samples_per_s": batches["samples"] / seconds,
+        "tokens_per_s": batches["real"] / seconds,
+        "padded_tokens_per_s": batches["padded"] / seconds,
+    }
+
+
+def totals(records):
+    return {k: sum(r[k] for r in records) for k in ("samples", "real", "padded")}
+
+
+def chunk_padded(lengths, chunk=1000):
+    """Lengths after the seed's `map(tokenize, batched=True)` with padding=True: every row is
+    padded to the longest row of its `chunk`-row map batch."""
+    out = []
+    for i in range(0, len(lengths), chunk):
+        part = lengths[i : i + chunk]
+        out += [max(part)] * len(part)
+    return out
+
+
+def grouped_batches(lengths, batch_size, seed):
+    """The batches of transformers' length-grouped sampler (newslora's group_by_length)."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    order = get_length_grouped_indices(
+        lengths, batch_size, generator=torch.Generator().manual_seed(seed)
+    )
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def grouped_totals(lengths, batch_size, skip=1, draws=10):
+    """Mean rows, real and padded tokens of the batches after the first `skip`, over `draws`
+    seeded orders: the CLI's own order is not observable, its expectation is (spread < 1%)."""
+    sums = {"samples": 0.0, "real": 0.0, "padded": 0.0}
+    for seed in range(draws):
+        for batch in grouped_batches(lengths, batch_size, seed)[skip:]:
+            sums["samples"] += len(batch) / draws
+            sums["real"] += sum(lengths[i] for i in batch) / draws
+            sums["padded"] += len(batch) * max(lengths[i] for i in batch) / draws
+    return sums
+
+
+def key(row):
+    return tuple(row.get(k) for k in KEY)
+
+
+def measured_keys(rows):
+    return done(rows, KEY)
+
+
+def upsert(path, row):
+    """Write `row` into the JSON at once (replacing a row with the same key) and the table."""
+    rows = [r for r in load_rows(path) if key(r) != key(row)] + [row]
+    save_rows(rows, path)
+    return rows
+
+
+def save_rows(rows, path):
+    write_json(path, rows)
+    write_text(path.with_suffix(".md"), markdown(rows))
+
+
+def _fmt(value, digits=1, pct=False):
+    if value is None:
+        return ""
+    if pct:
+        return f"{100 * value:.1f}%"
+    return f"{value:,.{digits}f}"
+
+
+def _sorted(rows):
+    return sorted(
+        rows, key=lambda r: (r["encoder"], r["arm"], r["precision"], r["rows"], r["max_length"])
+    )
+
+
+def main_table(rows):
+    lines = [
+        "| arm | encoder | rows | max length | precision | train samples/s | real tok/s "
+        "| padded tok/s | padded tok/sample | Trainer's own samples/s | predict rows/s "
+        "| peak MB | CPU matmul util. | MFU | other load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in _sorted(rows):
+        per_sample = r["train_padded_tokens_per_s"] / r["train_samples_per_s"]
+        lines.append(
+            f"| {r['arm']} | {r['encoder']} | {r['rows']:,} | {r['max_length']} | "
+            f"{r['precision']} | {_fmt(r['train_samples_per_s'], 2)} | "
+            f"{_fmt(r['train_tokens_per_s'], 0)} | {_fmt(r['train_padded_tokens_per_s'], 0)} | "
+            f"{per_sample:.0f} | {_fmt(r.get('trainer_samples_per_s'), 2)} | "
+            f"{_fmt(r['predict_rows_per_s'])} | {_fmt(r['peak_mem_mb'], 0)} | "
+            f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['mfu'], pct=True)} | "
+            f"{_fmt(_other_load(r), 2)} |"
+        )
+    return lines
+
+
+def _other_load(row):
+    loads = [row.get("other_cores"), row.get("predict_other_cores")]
+    return max((x for x in loads if x is not None), default=None)
+
+
+def full_pool(rows, pool=87_362):
+    """What an epoch over the whole train pool would take at each arm's best measured rate."""
+    best = {}
+    for r in rows:
+        if r["arm"] in ("seed000-pipeline", "newslora") and r["train_samples_per_s"]:
+            arm = (r["arm"], r["encoder"], r["precision"])
+            best[arm] = max(best.get(arm, 0), r["train_samples_per_s"])
+    parts = [
+        f"{arm} {encoder} {precision}: {0.9 * pool / speed / 3600:.1f} h"
+        for (arm, encoder, precision), speed in sorted(best.items())
+    ]
+    return (
+        f"* **Full pool** ({pool:,} rows, 10% held out): not run on CPU; one epoch at the "
+        "rates above would take " + "; ".join(parts) + "."
+    )
+
+
+def gpu_note(rows):
+    if any(r["mfu"] is not None for r in rows):
+        return ""
+    return (
+        "* **GPU rows: not measured** (no GPU was lent to this session). On a GPU: `python "
+        "benchmarks/speed.py --gpu --seed-steps 61 --scale-rows 1000,10000,90000` runs both "
+        "arms on RoBERTa-base built from `src/newslora/model_configs/roberta-base.json` with "
+        "**random weights** and MiniLM's tokenizer (neither RoBERTa's weights nor its tokenizer "
+        "are available offline: the speed is RoBERTa-base's, the token counts MiniLM's) and on "
+        "MiniLM-L6; newslora in bf16, the seed in fp16 as it ran; `mfu` against 989 TFLOP/s "
+        "(H100 SXM, dense bf16). TODO: that path has only run on CPU, in "
+        "`tests/test_speed_bench.py` (a 1-layer RoBERTa built the same way); GPU memory is "
+        "not recorded yet (peak RSS only)."
+    )
+
+
+def ratios(rows):
+    """newslora / seed000-pipeline on the same encoder, device and rows (newslora at max
+    length 128), one line per newslora precision; with the CPU goals checked."""
+    lines = []
+    seeds = {
+        (r["encoder"], r["device"], r["rows"]): r for r in rows if r["arm"] == "seed000-pipeline"
+    }
+    for r in _sorted(rows):
+        seed = seeds.get((r["encoder"], r["device"], r["rows"]))
+        if r["arm"] != "newslora" or r["max_length"] != 128 or seed is None:
+            continue
+        train = r["train_samples_per_s"] / seed["train_samples_per_s"]
+        predict = r["predict_rows_per_s"] / seed["predict_rows_per_s"]
+        goal = ""
+        if r["precision"] != "fp32":
+            met = train >= GOALS["train"] and predict >= GOALS["predict"]
+            verdict = "met" if met else "NOT met"
+            goal = f" (goal >= {GOALS['train']:.0f}x / {GOALS['predict']:.0f}x: {verdict})"
+        lines.append(
+            f"* {r['encoder']}, {r['rows']:,} rows, newslora {r['precision']} vs seed "
+            f"{seed['precision']}: training **{train:.1f}x**, prediction **{predict:.1f}x**{goal}"
+        )
+        if seed.get("step_s"):  # identical batches: the fastest step is the least disturbed
+            best = seed["batch_size"] / min(seed["step_s"])
+            lines.append(
+                f"  * against the seed's fastest timed step ({min(seed['step_s']):.1f} s, "
+                f"{best:.2f} samples/s; its steps took "
+                f"{', '.join(f'{x:.1f}' for x in seed['step_s'])} s for identical batches): "
+                f"training **{r['train_samples_per_s'] / best:.1f}x**"
+            )
+        util = r["cpu_matmul_utilisation"]
+        if util is not None and r["precision"] != "fp32":
+            met = util >= GOALS["cpu_matmul_utilisation"]
+            lines.append(
+                f"* newslora's CPU training at {100 * util:.1f}% of this machine's measured "
+                f"{r['precision']} matmul rate ({r['matmul_gflops']} GFLOP/s; goal >= 40%: "
+                f"{'met' if met else 'NOT met'})"
+            )
+    return lines
+
+
+def lever_table(rows):
+    levers = [r for r in rows if r["arm"].startswith("newslora lever")]
+    if not levers:
+        return []
+    base = {(r["encoder"], r["device"]): r for r in levers if r["arm"].endswith(": baseline")}
+    lines = [
+        "| lever | encoder | train samples/s | x baseline | padded tok/s | CPU matmul util. "
+        "| eval rows/s | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(levers, key=lambda r: (r["encoder"], not r["arm"].endswith("baseline"))):
+        b = base.get((r["encoder"], r["device"]))
+        speed = r["train_samples_per_s"]
+        x = speed / b["train_samples_per_s"] if b and speed and b["train_samples_per_s"] else None
+        lines.append(
+            f"| {r['arm'].split(': ', 1)[1]} | {r['encoder']} | {_fmt(speed, 2)} | "
+            f"{_fmt(x, 2)} | {_fmt(r['train_padded_tokens_per_s'], 0)} | "
+            f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['predict_rows_per_s'])} | "
+            f"{r.get('note', '')} |"
+        )
+    return lines
+
+
+def _pick(rows, arm, precision, n_rows, max_length=128):
+    found = [
+        r
+        for r in rows
+        if (r["arm"], r["precision"], r["rows"], r["max_length"])
+        == (arm, precision, n_rows, max_length)
+    ]
+    return found[0] if found else None
+
+
+def findings(rows):
+    """What the measured rows say about newslora's CPU training (one encoder, one machine)."""
+    seeds = [r for r in rows if r["arm"] == "seed000-pipeline"]
+    n = seeds[0]["rows"] if seeds else 1000
+    bf, fp = _pick(rows, "newslora", "bf16", n), _pick(rows, "newslora", "fp32", n)
+    out = []
+    if bf and fp and bf.get("matmul_gflops") and fp.get("matmul_gflops"):
+        train = bf["train_samples_per_s"] / fp["train_samples_per_s"]
+        matmul = bf["matmul_gflops"] / fp["matmul_gflops"]
+        out.append(
+            f"* **What holds newslora's CPU training back**: bf16 trains {train:.2f}x faster "
+            f"than fp32 while this machine's bf16 matmul is {matmul:.2f}x faster than its fp32 "
+            f"one ({100 * fp['cpu_matmul_utilisation']:.0f}% of the fp32 rate, "
+            f"{100 * bf['cpu_matmul_utilisation']:.0f}% of the bf16 rate). The part of a step "
+            "that bf16 does not speed up dominates: autocast re-casting the frozen fp32 base "
+            "weights to bf16 in every forward, the rank-8 LoRA matmuls and the element-wise "
+            "work (LayerNorm, GELU, dropout, softmax), and the Trainer's per-step work; "
+            "MiniLM's 384-wide matrices on ~1,700-token batches are also far smaller than the "
+            "2048-square reference. Not measured: keeping the frozen base in bf16 (cast once) "
+            "with only LoRA and the head in fp32."
+        )
+    lever = {r["arm"].split(": ", 1)[1]: r for r in rows if r["arm"].startswith("newslora lever")}
+    base = lever.get("baseline")
+    if base and base["train_samples_per_s"] and bf:
+        x = {k: r["train_samples_per_s"] / base["train_samples_per_s"] for k, r in lever.items()
+             if r["train_samples_per_s"]}  # fmt: skip
+        out.append(
+            "* **Levers** (one run each, same rows and config): "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in x.items() if k != "baseline")
+            + f" the in-process baseline ({base['train_samples_per_s']:.1f} samples/s; the CLI "
+            f"run of the same config: {bf['train_samples_per_s']:.1f}). Turning fused AdamW off "
+            "should not matter (the optimizer step over a few hundred thousand LoRA parameters "
+            "is milliseconds), so a gap that size between baseline and adamw-foreach measures "
+            "this machine's run-to-run spread, not the lever"
+            + (
+                f"; eager attention against adamw-foreach: "
+                f"{x['eager-attention'] / x['adamw-foreach']:.2f}x"
+                if "eager-attention" in x and "adamw-foreach" in x
+                else ""
+            )
+            + ". Repeat before adopting either."
+        )
+    ev, big = lever.get("eval-pass"), _pick(rows, "newslora", "bf16", 10_000)
+    if ev and ev.get("predict_rows_per_s") and big:
+        pass_s = 1000 / ev["predict_rows_per_s"]
+        epoch_s = 0.9 * big["rows"] / big["train_samples_per_s"]
+        out.append(
+            f"* **Evaluation**: one Trainer pass over 1,000 validation rows took {pass_s:.1f} s "
+            f"({ev['predict_rows_per_s']:.0f} rows/s, a fresh process) against newslora's "
+            f"prediction path at {bf['predict_rows_per_s']:.0f} rows/s. `Recipe.train()` "
+            "passes over validation twice at the end (the Trainer's end-of-epoch evaluation, "
+            "then `trainer.predict` for the metrics and the temperature); one pass is "
+            f"{100 * pass_s / epoch_s:.0f}% of a {big['rows']:,}-row epoch ({epoch_s:.0f} s)."
+        )
+    fallback = [r for r in rows if "failed" in r.get("predict_via", "")]
+    if fallback:
+        why = fallback[0]["predict_via"].split("failed in this tree: ", 1)[1]
+        out.append(
+            f"* **`newslora predict` failed** in the working tree measured ({why}); the "
+            f"prediction figures of {len(fallback)} newslora row(s) are `newslora evaluate`'s "
+            "own timing of the same prediction loop on the x10 input."
+        )
+    return out
+
+
+def missing_levers(rows):
+    measured = {r["arm"].split(": ", 1)[1] for r in rows if r["arm"].startswith("newslora lever")}
+    left = [lever for lever in LEVERS if lever not in measured]
+    if not left:
+        return ""
+    return (
+        f"* **Levers not measured**: {', '.join(left)} (this session's CPU-time budget ran "
+        f"out); `python benchmarks/speed.py --only levers --levers {','.join(left)}` runs "
+        "them (a lever still running after 240 s is recorded as not finished)."
+    )
+
+
+def markdown(rows):
+    main = [
+        r for r in rows if not r["arm"].startswith("newslora lever") and r["train_samples_per_s"]
+    ]
+    devices = sorted({r["device"] for r in rows})
+    out = [
+        "# Speed: seed 000's pipeline vs newslora",
+        "",
+        "Written by `python benchmarks/speed.py` from `speed.json` (each row's `command` "
+        "reproduces it). Machine(s): " + "; ".join(devices) + ".",
+        "",
+        *main_table(main),
+        "",
+        *ratios(main),
+        "",
+    ]
+    levers = lever_table(rows)
+    if levers:
+        out += ["## Experiments on newslora's training (src/ unchanged)", "", *levers, ""]
+    if findings(rows):
+        out += ["## What the rows say", "", *findings(rows), ""]
+    out += ["## Not measured here", "", full_pool(main), missing_levers(rows), gpu_note(rows)]
+    return "\n".join([line for line in out if line is not None] + ["", NOTES])
+
+
+NOTES = """## How it is measured
+
+* **Same rows, same encoder, same machine, one process per arm.** Training rows: a stratified
+  subset of the AG News train pool (seed 42); both arms hold out 10% for validation.
+  Prediction: the first 400 rows of the official test split.
+* **train samples/s** is steady state: from the end of the first (warm-up) step to the end of
+  the last. The seed arm runs 7 steps of batch 64 (1 warm-up + 6 timed); newslora runs one
+  epoch over the same rows (batch 32, every step but the first timed), with its end-of-epoch
+  evaluation and checkpoint outside the window. *Trainer's own samples/s* is
+  `train_summary.json`'s figure for the same run: it includes the warm-up step, the
+  evaluation and the checkpoint, i.e. what `configs/demo.toml` as shipped reports.
+* **Tokens**: real = attention-mask tokens, padded = tokens the model actually ran. The seed
+  arm counts each batch it trains on; for the newslora CLI the batch order is not observable,
+  so its token counts are the mean over 10 draws of transformers' length-grouped sampler on
+  the run's exact training rows (the in-process `baseline` lever counts its real batches).
+* **Utilisation**: FLOPs = 4 x N x padded tokens (LoRA on a frozen base: no weight gradients;
+  6N for full fine-tuning), N = parameters of the encoder layers (embeddings and pooler left
+  out). On CPU it is divided by this machine's own dense rate, `torch.matmul` of 2048 x 2048
+  in the arm's precision, measured in the same run (MFU stays empty on CPU). The seed's
+  gradient checkpointing re-runs the forward pass (2N more per token), not counted as useful.
+* **Prediction**: the seed's loop (tokenize with `padding="max_length"`, batch 8) timed over
+  400 rows; newslora's `newslora predict` timed on the 400 rows and on the same rows x10:
+  rows/s = 3,600 / (difference in wall time), so start-up and model loading cancel. Where
+  `newslora predict` fails, the row falls back to `newslora evaluate`'s own timing of the same
+  prediction loop (`predict_with_config`, tokenizing included) on the x10 input; each row's
+  `predict_via` in speed.json says which was used, and why.
+* **Peak MB**: peak RSS of the process that did the work (newslora: the `train` process).
+* **other load**: CPU cores other processes kept busy while the arm ran (from /proc/stat;
+  0 = the machine was ours). The benchmark runs under `flock /tmp/cpu.lock`, but not every
+  process on a shared machine takes that lock.
+* The seed's arm runs fp32 on CPU: its `fp16=True` is a GPU feature. Its other settings
+  (gradient checkpointing, fused AdamW, 4 dataloader workers, padding) are kept.
+"""

@@ -1,0 +1,167 @@
+"""A corpus of malformed files through every input path (train, evaluate, predict, augment).
+
+Each bad file must end the command with exit status 2 and one line that names the file (and
+the row or field where there is one), no traceback, and an earlier output left intact. The
+matrix runs `cli.main` in-process (the same code path as the console script, without paying
+for a Python start per case); `test_console_script_*` check the real subprocess boundary.
+"""
+
+import json
+import random
+
+import pandas as pd
+import pytest
+from conftest import newslora, tiny_config
+
+from newslora.cli import main
+
+EARLIER = "ID,Label\n0,1\n"  # an earlier output that a failed command must not touch
+
+# name -> (file bytes, text expected in the one-line error)
+CORPUS = {
+    "empty.csv": (b"", "empty file"),
+    "header_only.csv": (b"label,text\n", "no rows"),
+    "missing_text.csv": (b"label,body\n1,some news\n", "missing column 'text'"),
+    "duplicated_column.csv": (b"label,text,text\n1,a,b\n", "duplicated column 'text'"),
+    "semicolons.csv": (b"label;text\n1;some news\n", "is the file comma-separated?"),
+    "ragged_quotes.csv": (b'label,text\n1,"never closed\n2,next\n', "cannot read as .csv"),
+    "binary.csv": (bytes(random.Random(0).randrange(256) for _ in range(4096)), "binary.csv"),
+    "latin1.csv": ("label,text\n1,caf\u00e9 au lait\n".encode("latin-1"), "--encoding"),
+    "not_a_pickle.pkl": (b"label,text\n1,plain csv bytes\n", "not a readable pickle"),
+    "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "cannot read"),
+}
+LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, evaluate, augment)
+    "label_out_of_range.csv": (b"label,text\n1,ok\n9,bad\n", "row 2: field 'label' = '9'"),
+    "label_negative.csv": (b"label,text\n1,ok\n-1,bad\n", "row 2: field 'label' = '-1'"),
+    "label_unknown_name.csv": (b"label,text\nSports,ok\nPolitics,bad\n", "'Politics'"),
+    "empty_text.csv": (b'label,text\n1,fine\n2,""\n', "row 2: field 'text' is empty"),
+    "nan_label.csv": (b"label,text\n1,ok\n,bad\n", "row 2: field 'label' = ''"),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    for name, (content, _) in {**CORPUS, **LABEL_CORPUS}.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def _fails(capsys, argv, expect, name):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2, err
+    assert len(err) == 1 and err[0].startswith("newslora: error:"), err
+    assert expect in err[0] and name in err[0], err[0]
+
+
+@pytest.mark.parametrize("name", [*CORPUS, *LABEL_CORPUS])
+def test_evaluate(corpus, name, tiny_run, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    out.write_text(EARLIER)
+    argv = ["evaluate", tiny_run, "--data", corpus / name, "--out", out, "--allow-pickle"]
+    _fails(capsys, argv, {**CORPUS, **LABEL_CORPUS}[name][1], name)
+    assert out.read_text() == EARLIER
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_predict(corpus, name, tiny_run, tmp_path, capsys):
+    out = tmp_path / "submission.csv"
+    out.write_text(EARLIER)
+    argv = ["predict", tiny_run, corpus / name, out, "--allow-pickle"]
+    _fails(capsys, argv, CORPUS[name][1], name)
+    assert out.read_text() == EARLIER
+
+
+@pytest.mark.parametrize("name", [*CORPUS, *LABEL_CORPUS])
+def test_train(corpus, name, tiny_bert, small_train_csv, tmp_path, write_config, capsys):
+    run = tmp_path / "run"
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run))
+    expect = {**CORPUS, **LABEL_CORPUS}[name][1]
+    if name.endswith(".pkl"):
+        expect = "--allow-pickle"  # train has no --allow-pickle: a pickle is refused outright
+    _fails(capsys, ["train", config, f"data.train={corpus / name}"], expect, name)
+    assert not run.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("step", ["clean", "synonyms"])
+@pytest.mark.parametrize("name", [n for n in CORPUS if not n.endswith(".pkl")])
+def test_augment(corpus, name, step, tmp_path, capsys):
+    out = tmp_path / "augmented.csv"
+    out.write_text(EARLIER)
+    _fails(capsys, ["augment", step, corpus / name, out], CORPUS[name][1], name)
+    assert out.read_text() == EARLIER
+
+
+def test_augment_filter_checks_labels(corpus, tiny_run, tmp_path, capsys):
+    out = tmp_path / "kept.csv"
+    out.write_text(EARLIER)
+    argv = ["augment", "filter", corpus / "label_out_of_range.csv", out, "--run", tiny_run]
+    _fails(capsys, argv, "row 2: field 'label' = '9'", "label_out_of_range.csv")
+    assert out.read_text() == EARLIER
+
+
+def test_bad_config_missing_file_and_budget(
+    tiny_bert, small_train_csv, tmp_path, write_config, capsys
+):
+    cfg = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    _fails(capsys, ["train", cfg, "train.budget=100"], "exceed train.budget 100 by 1,056", "")
+    _fails(capsys, ["train", cfg, "lora.rank=4"], "unknown key 'lora.rank'", "")
+    missing = tmp_path / "missing.csv"
+    _fails(capsys, ["train", cfg, f"data.train={missing}"], "file not found", "missing.csv")
+    out = tmp_path / "p.csv"
+    _fails(capsys, ["predict", tmp_path, missing, out], "not a finished newslora run", "")
+    assert not (tmp_path / "run").exists() and not out.exists()
+
+
+def test_missing_model_and_run(tiny_bert, small_train_csv, tmp_path, write_config, capsys):
+    config = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    _fails(capsys, ["train", config, f"model.name={tmp_path / 'no-model'}"], "not", "no-model")
+    out = tmp_path / "p.csv"
+    _fails(capsys, ["predict", tmp_path / "no-run", small_train_csv, out], "not a finished", "")
+    assert not out.exists()
+
+
+def test_predict_keeps_every_row(tiny_run, tmp_path, capsys):
+    """Empty texts and placeholder labels still get a prediction; an `ID` column is used."""
+    path = tmp_path / "unlabelled.csv"
+    pd.DataFrame(
+        {"ID": [101, 102, 103, 104], "text": ["Stocks fall", "", "Cup final", "  "], "label": -1}
+    ).to_csv(path, index=False)
+    out = tmp_path / "submission.csv"
+    main(["predict", str(tiny_run), str(path), str(out)])
+    captured = capsys.readouterr()
+    assert "2 row(s) with empty text (rows 2, 4)" in captured.err
+    assert "IDs from column 'ID'" in captured.out
+    table = pd.read_csv(out)
+    assert table["ID"].tolist() == [101, 102, 103, 104]
+    assert table["Label"].between(0, 3).all()
+
+
+def test_encoding_option_reads_latin1(corpus, tiny_run, tmp_path, capsys):
+    out = tmp_path / "submission.csv"
+    main(["predict", str(tiny_run), str(corpus / "latin1.csv"), str(out), "--encoding", "latin-1"])
+    assert pd.read_csv(out)["ID"].tolist() == [0]
+    metrics = tmp_path / "metrics.json"
+    argv = ["evaluate", tiny_run, "--data", corpus / "latin1.csv", "--out", metrics]
+    main([*map(str, argv), "--encoding", "latin-1"])
+    assert json.loads(metrics.read_text())["rows"] == 1
+
+
+def test_huge_cell_is_read_not_refused(tiny_run, tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("text\n" + "word " * 400_000 + "\nshort one\n")  # a 2 MB cell
+    out = tmp_path / "submission.csv"
+    newslora("predict", tiny_run, path, out)
+    assert pd.read_csv(out)["ID"].tolist() == [0, 1]
+
+
+def test_console_script_bad_input_is_one_line(corpus, tiny_run, tmp_path):
+    out = tmp_path / "submission.csv"
+    out.write_text(EARLIER)
+    proc = newslora("predict", tiny_run, corpus / "duplicated_column.csv", out, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    path = corpus / "duplicated_column.csv"
+    assert proc.stderr.strip() == f"newslora: error: {path}: duplicated column 'text' in the header"
+    assert out.read_text() == EARLIER

@@ -1,0 +1,236 @@
+"""`newslora export`: hf, adapter and onnx folders that plain transformers, peft and ONNX Runtime
+load without newslora, and that predict what the run predicts."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import DATA, minilm_path, newslora
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
+
+from newslora import NewsloraError
+from newslora.config import load_config, save_config
+from newslora.data import load_with_config
+from newslora.export import export_run
+from newslora.model import build_model, load_tokenizer, save_model
+from newslora.predict import load_predictor, predict_run, source_config
+
+# Loads the three exports the way their users would, in a process where newslora cannot be
+# imported: first each model card's own example, then every test text; writes the labels.
+PLAIN_LOAD = r"""
+import json, sys
+sys.modules["newslora"] = None  # `import newslora` now fails: the exports must not need it
+import onnxruntime as ort, pandas as pd, torch
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+hf, adapter, onnx, texts_csv, out = sys.argv[1:]
+for folder in (hf, adapter, onnx):
+    card = open(f"{folder}/README.md").read()
+    exec(card.split("```python\n")[1].split("```")[0], {})
+texts = pd.read_csv(texts_csv, keep_default_na=False)["text"].tolist()
+classify = pipeline("text-classification", model=hf)
+result = {"hf": [p["label"] for p in classify(texts, batch_size=64, truncation=True)]}
+
+labels = json.load(open(f"{adapter}/newslora_export.json"))["labels"]
+base = AutoModelForSequenceClassification.from_pretrained(
+    json.load(open(f"{adapter}/adapter_config.json"))["base_model_name_or_path"],
+    num_labels=len(labels),
+    id2label=dict(enumerate(labels)),
+    label2id={n: i for i, n in enumerate(labels)},
+)
+model = PeftModel.from_pretrained(base, adapter).eval()
+tokenizer = AutoTokenizer.from_pretrained(adapter)
+session = ort.InferenceSession(f"{onnx}/model.onnx", providers=["CPUExecutionProvider"])
+onnx_names = json.load(open(f"{onnx}/config.json"))["id2label"]
+result |= {"adapter": [], "onnx": [], "id2label": model.config.id2label}
+for i in range(0, len(texts), 64):
+    batch = tokenizer(texts[i : i + 64], padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = model(**batch).logits.argmax(-1).tolist()
+    result["adapter"] += [model.config.id2label[k] for k in ids]
+    feed = {x.name: batch[x.name].numpy() for x in session.get_inputs()}
+    result["onnx"] += [onnx_names[str(k)] for k in session.run(None, feed)[0].argmax(-1)]
+json.dump(result, open(out, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def test_texts(lively_run, tmp_path_factory):
+    """The official test split (7,600 rows) as the run reads it, in a `text` column."""
+    cfg = source_config(lively_run)
+    df = load_with_config(cfg.data, DATA / "agnews" / "test.csv", need_labels=True)
+    path = tmp_path_factory.mktemp("texts") / "test_texts.csv"
+    df[["text"]].to_csv(path, index=False)
+    return path
+
+
+def test_exports_load_without_newslora_and_predict_like_the_run(lively_run, test_texts, tmp_path):
+    cfg = source_config(lively_run)
+    table = predict_run(lively_run, test_texts, tmp_path / "run.csv")  # `newslora predict`
+    expected = [cfg.data.labels[i] for i in table["Label"]]
+    assert len(expected) == 7600 and len(set(expected)) == 4  # labels vary: the check can fail
+    out = {fmt: tmp_path / fmt for fmt in ("hf", "adapter", "onnx")}
+    printed = newslora("export", lively_run, out["hf"], "--format", "hf").stdout
+    assert f"as hf to {out['hf']}" in printed and "model.safetensors" in printed
+    export_run(lively_run, out["adapter"], "adapter")  # in-process: the same code, faster
+    export_run(lively_run, out["onnx"], "onnx")
+
+    plain = tmp_path / "plain.json"
+    cmd = [sys.executable, "-c", PLAIN_LOAD, *map(str, out.values()), str(test_texts), str(plain)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(plain.read_text())
+    assert got["hf"] == expected  # transformers.pipeline on the merged model
+    assert got["adapter"] == expected  # plain peft on the base encoder
+    assert got["id2label"] == {str(i): n for i, n in enumerate(cfg.data.labels)}
+    assert np.mean(np.array(got["onnx"]) == expected) >= 0.999  # plain ONNX Runtime
+
+    table = predict_run(out["onnx"], test_texts, tmp_path / "onnx.csv", backend="onnx")
+    onnx_labels = [cfg.data.labels[i] for i in table["Label"]]
+    assert np.mean(np.array(onnx_labels) == expected) >= 0.999
+    _check_card(out["hf"] / "README.md", lively_run)
+
+
+def _check_card(card_path, run):
+    """The model card holds the run's own figures, and Hub-style front matter."""
+    card = card_path.read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert (
+        front["library_name"] == "transformers" and front["pipeline_tag"] == "text-classification"
+    )
+    assert front["datasets"] == ["fancyzhx/ag_news"] and "license" in front
+    summary = json.loads((run / "train_summary.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["rows"] == 7600
+    assert f"Validation accuracy: **{100 * summary['val_accuracy']:.2f}%**" in card
+    assert f"7,600 rows): accuracy **{100 * metrics['accuracy']:.2f}%**" in card
+    assert f"macro-F1 **{100 * metrics['macro_f1']:.2f}%**" in card
+    for name, c in metrics["per_class"].items():
+        assert f"| {name} | {100 * c['precision']:.2f} | {100 * c['recall']:.2f} |" in card
+    assert f"| trainable parameters | {summary['trainable_params']:,} of " in card
+    assert f"training rows | {summary['train_rows']:,}" in card
+    assert "newslora train newslora.toml" in card
+
+
+def test_int8_export_is_smaller_and_mostly_agrees(lively_run, test_texts, tmp_path):
+    meta = export_run(lively_run, tmp_path / "q", "onnx", quantize="int8")
+    assert meta["onnx_file"] == "model_quantized.onnx"
+    sizes = {f: (tmp_path / "q" / f).stat().st_size for f in ("model.onnx", meta["onnx_file"])}
+    assert sizes["model_quantized.onnx"] < 0.6 * sizes["model.onnx"]
+    texts = pd.read_csv(test_texts, keep_default_na=False)["text"].tolist()[:2000]
+    _, int8 = load_predictor(tmp_path / "q")
+    _, fp32 = load_predictor(lively_run)
+    agree = np.mean(int8(texts).argmax(1) == fp32(texts).argmax(1))
+    assert agree >= 0.9, agree  # a random tiny model has many close calls; MiniLM: benchmarks/
+
+
+def _moved_run(folder, model_path, *overrides):
+    """A run directory built in-process, its trainable weights moved away from their init."""
+    cfg = load_config(
+        None,
+        [f"model.name={model_path}", "model.max_length=64", "lora.r=4", "lora.targets=query,value"]
+        + ["train.precision=fp32", f"train.output_dir={folder}", *overrides],
+    )
+    model, tokenizer = build_model(cfg), load_tokenizer(cfg.model.name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    save_model(model, tokenizer, folder / "adapter")
+    save_config(cfg, folder / "config.toml")
+    return folder
+
+
+def _plain_logits(folder, texts):
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = AutoTokenizer.from_pretrained(folder)(texts, padding=True, truncation=True)
+    with torch.no_grad():
+        return model(**batch.convert_to_tensors("pt")).logits.numpy()
+
+
+@pytest.mark.parametrize("overrides", [["model.head=linear"], ["lora.full_finetune=true"]])
+def test_linear_head_and_full_finetune_export_exactly(lively_bert, pool, tmp_path, overrides):
+    """BERT hands its pooled vector to `classifier`: newslora's linear head is that Linear."""
+    run = _moved_run(tmp_path / "run", lively_bert, *overrides)
+    texts = pool["description"].head(300).tolist()
+    _, logits_of = load_predictor(run)
+    expected = logits_of(texts, progress=False)
+    export_run(run, tmp_path / "hf", "hf")
+    np.testing.assert_allclose(_plain_logits(tmp_path / "hf", texts), expected, atol=1e-4)
+    assert len(set(expected.argmax(1))) > 1
+    export_run(run, tmp_path / "onnx", "onnx")
+    _, onnx_of = load_predictor(tmp_path / "onnx")
+    np.testing.assert_allclose(onnx_of(texts, progress=False), expected, rtol=1e-3, atol=1e-3)
+    if "lora.full_finetune=true" in overrides:
+        with pytest.raises(NewsloraError, match="full fine-tune has no adapter"):
+            export_run(run, tmp_path / "adapter", "adapter")
+        return
+    export_run(run, tmp_path / "adapter", "adapter")  # the head renamed to `classifier.*`
+    base = AutoModelForSequenceClassification.from_pretrained(lively_bert, num_labels=4)
+    plain = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    batch = AutoTokenizer.from_pretrained(tmp_path / "adapter")(
+        texts, padding=True, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():  # unmerged LoRA against the merged weights: float rounding only
+        np.testing.assert_allclose(plain(**batch).logits.numpy(), expected, atol=1e-3)
+
+
+def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(tmp_path, pool):
+    """RoBERTa's own head is dense + tanh + out_proj on the first token: no exact home for one
+    linear layer there. ONNX exports the model as it is."""
+    from transformers import RobertaModel
+
+    folder = tmp_path / "tiny-roberta"
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=0,
+        initializer_range=0.5,
+    )
+    RobertaModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    run = _moved_run(tmp_path / "run", folder, "model.head=linear")
+    for fmt in ("hf", "adapter"):
+        with pytest.raises(NewsloraError, match="cannot hold one linear layer on the first token"):
+            export_run(run, tmp_path / fmt, fmt)
+        assert not (tmp_path / fmt).exists()
+    export_run(run, tmp_path / "onnx", "onnx")
+    texts = pool["description"].head(100).tolist()
+    _, onnx_of = load_predictor(tmp_path / "onnx")
+    _, torch_of = load_predictor(run)
+    np.testing.assert_allclose(onnx_of(texts, progress=False), torch_of(texts), atol=1e-3)
+    run = _moved_run(tmp_path / "run-default", folder, "model.head=default")
+    export_run(run, tmp_path / "hf-default", "hf")  # its own head: exported as it is
+    _, torch_of = load_predictor(run)
+    got = _plain_logits(tmp_path / "hf-default", texts)
+    np.testing.assert_allclose(got, torch_of(texts, progress=False), atol=1e-4)
+
+
+def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(NewsloraError, match="is not a newslora export"):
+        export_run(tiny_run, tmp_path / "notes", "hf")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+    with pytest.raises(NewsloraError, match="--format onnx only"):
+        export_run(tiny_run, tmp_path / "x", "hf", quantize="int8")
+    with pytest.raises(NewsloraError, match="not a finished newslora run"):
+        export_run(tmp_path, tmp_path / "x", "hf")
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "texts.csv").write_text("text\nStocks fell.\n")
+    args = ("predict", tiny_run, tmp_path / "texts.csv", tmp_path / "p.csv", "--backend", "onnx")
+    proc = newslora(*args, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"export it first: newslora export {tiny_run} OUT --format onnx" in proc.stderr

@@ -1,0 +1,144 @@
+"""The speed benchmark's pure parts: the seed's chunk padding and newslora's length-grouped
+batches against the real tokenizer and sampler, token windows, the FLOP formula, the table,
+and the skipping of measured rows. No timing is asserted."""
+
+import argparse
+import importlib
+import sys
+
+import pytest
+from conftest import REPO, minilm_path
+
+
+def _bench(name):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+report = _bench("speed_report")
+
+
+def test_chunk_padding_matches_the_seeds_map(pool):
+    """The seed's `map(tokenize, batched=True)` with padding=True pads each row to the longest
+    of its 1,000-row chunk: the model of it used for the report agrees with the real thing."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    texts = (pool["title"] + " " + pool["description"]).head(2500).tolist()
+    real = [len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"]]
+    mapped = Dataset.from_dict({"text": texts}).map(
+        lambda b: tokenizer(b["text"], truncation=True, padding=True), batched=True
+    )
+    seeds = [len(ids) for ids in mapped["input_ids"]]
+    assert seeds == report.chunk_padded(real)
+    assert len(set(seeds)) == 3  # three chunks: 1,000 + 1,000 + 500 rows
+    assert sum(map(sum, mapped["attention_mask"])) == sum(real)
+    assert sum(seeds) > 3 * sum(real)  # AG texts: ~50 real tokens, padded to a long tail
+
+
+def test_grouped_batches_are_the_samplers_and_cover_every_row():
+    lengths = [5, 40, 7, 12, 33, 9, 21, 3, 18, 27, 14, 30, 6, 11]
+    batches = report.grouped_batches(lengths, 4, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [len(b) for b in batches] == [4, 4, 4, 2]
+    assert 1 in batches[0]  # transformers puts the longest row in the first batch
+    sums = report.grouped_totals(lengths, 4, skip=1, draws=5)
+    assert sums["samples"] == pytest.approx(len(lengths) - 4)
+    assert sums["real"] < sums["padded"]
+    same = report.grouped_totals([10] * 12, 4, skip=1, draws=3)
+    assert same["real"] == same["padded"] == pytest.approx(80)  # nothing to pad
+
+
+def test_window_leaves_out_the_warm_up_step():
+    steps = [
+        {"end_s": 5.0, "samples": 64, "real": 3000, "padded": 17000},
+        {"end_s": 7.0, "samples": 64, "real": 3200, "padded": 17000},
+        {"end_s": 9.0, "samples": 32, "real": 1600, "padded": 8000},
+    ]
+    rates = report.window([s["end_s"] for s in steps], report.totals(steps[1:]), warmup=1)
+    assert rates["steps_timed"] == 2
+    assert rates["seconds"] == pytest.approx(4.0)
+    assert rates["samples_per_s"] == pytest.approx(96 / 4)
+    assert rates["tokens_per_s"] == pytest.approx(4800 / 4)
+    assert rates["padded_tokens_per_s"] == pytest.approx(25000 / 4)
+
+
+def test_flop_formula():
+    assert report.flops_per_token(10_000_000) == 40_000_000  # LoRA: frozen base, 4N
+    assert report.flops_per_token(10_000_000, full_finetune=True) == 60_000_000
+    # 1,000 padded tokens/s on N = 10M is 40 GFLOP/s: 40% of a 100 GFLOP/s matmul rate
+    assert report.utilisation(report.flops_per_token(10_000_000) * 1000, 100e9) == 0.4
+
+
+def _row(arm, precision, samples, predict, util=None, max_length=128):
+    return {
+        "arm": arm,
+        "encoder": "minilm-l6",
+        "device": "cpu (test)",
+        "rows": 1000,
+        "max_length": max_length,
+        "precision": precision,
+        "train_samples_per_s": samples,
+        "train_tokens_per_s": samples * 50,
+        "train_padded_tokens_per_s": samples * 60,
+        "predict_rows_per_s": predict,
+        "peak_mem_mb": 1000,
+        "mfu": None,
+        "cpu_matmul_utilisation": util,
+        "matmul_gflops": 200.0,
+        "command": "python benchmarks/speed.py",
+    }
+
+
+def test_table_ratios_and_upsert(tmp_path):
+    path = tmp_path / "speed.json"
+    seed = _row("seed000-pipeline", "fp32", 2.0, 16.0, max_length=512)
+    report.upsert(path, seed | {"batch_size": 64, "step_s": [40.0, 32.0]})
+    report.upsert(path, _row("newslora", "bf16", 10.0, 100.0, util=0.5))  # replaced below
+    report.upsert(path, _row("newslora", "bf16", 40.0, 400.0, util=0.3))
+    rows = report.upsert(path, _row("newslora", "fp32", 20.0, 200.0, util=0.2))
+    assert len(rows) == 3 and report.load_rows(path) == rows
+    table = (tmp_path / "speed.md").read_text()
+    assert "| newslora | minilm-l6 | 1,000 | 128 | bf16 | 40.00 | 2,000 | 2,400 | 60 |" in table
+    assert "training **20.0x**, prediction **25.0x** (goal >= 15x / 20x: met)" in table
+    assert "newslora fp32 vs seed fp32: training **10.0x**, prediction **12.5x**" in table
+    assert "fastest timed step (32.0 s, 2.00 samples/s" in table  # identical batches
+    assert "30.0% of this machine's measured bf16 matmul rate" in table
+    assert "goal >= 40%: NOT met" in table
+
+
+def test_measured_rows_are_skipped_unless_forced(tmp_path):
+    speed = _bench("speed")
+    ctx = speed.Ctx(speed.MINILM, "minilm-l6", False, tmp_path, tmp_path, False, "cpu (test)")
+    args = argparse.Namespace(
+        only=["seed", "newslora"], rows=1000, precision=["auto", "fp32"], force=False
+    )
+    planned = [item[:4] for item in speed.pending(ctx, args, [])]
+    auto = speed.newslora_precision("auto")
+    assert planned[0] == ("seed000-pipeline", 1000, 512, "fp32")  # the tokenizer's maximum
+    assert ("newslora", 1000, 128, "fp32") in planned and ("newslora", 1000, 128, auto) in planned
+    done = [_row("newslora", "fp32", 20.0, 200.0)]
+    left = [item[:4] for item in speed.pending(ctx, args, done)]
+    assert ("newslora", 1000, 128, "fp32") not in left and len(left) == len(planned) - 1
+    args.force = True
+    assert len(list(speed.pending(ctx, args, done))) == len(planned)
+
+
+def test_random_roberta_for_the_gpu_rows(tmp_path):
+    """--gpu builds RoBERTa-base from the bundled architecture config with random weights;
+    here a 1-layer copy of it, to check the folder loads and N counts the layers only."""
+    from transformers import AutoModelForSequenceClassification
+
+    speed = _bench("speed")
+    small = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2}
+    folder = speed.random_encoder(
+        speed.ROBERTA_JSON, tmp_path / "rb", minilm_path(), intermediate_size=64, **small
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=4)
+    assert model.config.model_type == "roberta"
+    layer = 4 * (32 * 32 + 32) + 2 * 32 * 64 + 64 + 32 + 2 * 2 * 32  # q,k,v,o + ffn + 2 norms
+    assert speed.encoder_params(folder) == layer
