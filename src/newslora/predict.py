@@ -157,7 +157,7 @@ def folder_kind(path, backend="auto"):
     meta = export_meta(path)
     kind = meta["format"] if meta else "run"
     if kind not in BACKENDS:
-        raise NewsloraError(f"{path}: a '{kind}' export is for peft; predict with its run instead")
+        raise NewsloraError(f"{path}: an {kind} export is for peft; predict with its run instead")
     if backend not in ("auto", BACKENDS[kind]):
         hint = (
             f"export it first: newslora export {path} OUT --format onnx"
