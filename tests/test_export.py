@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DATA, minilm_path, newslora
+from conftest import DATA, minilm_path
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
 
 from newslora import NewsloraError
+from newslora.cli import main
 from newslora.config import load_config, save_config
 from newslora.data import load_with_config
 from newslora.export import export_run
@@ -71,13 +72,16 @@ def test_texts(lively_run, tmp_path_factory):
     return path
 
 
-def test_exports_load_without_newslora_and_predict_like_the_run(lively_run, test_texts, tmp_path):
+def test_exports_load_without_newslora_and_predict_like_the_run(
+    lively_run, test_texts, tmp_path, capsys
+):
     cfg = source_config(lively_run)
     table = predict_run(lively_run, test_texts, tmp_path / "run.csv")  # `newslora predict`
     expected = [cfg.data.labels[i] for i in table["Label"]]
     assert len(expected) == 7600 and len(set(expected)) == 4  # labels vary: the check can fail
     out = {fmt: tmp_path / fmt for fmt in ("hf", "adapter", "onnx")}
-    printed = newslora("export", lively_run, out["hf"], "--format", "hf").stdout
+    main(["export", str(lively_run), str(out["hf"]), "--format", "hf"])  # the CLI, in-process
+    printed = capsys.readouterr().out
     assert f"as hf to {out['hf']}" in printed and "model.safetensors" in printed
     export_run(lively_run, out["adapter"], "adapter")  # in-process: the same code, faster
     export_run(lively_run, out["onnx"], "onnx")
@@ -218,7 +222,7 @@ def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(t
     np.testing.assert_allclose(got, torch_of(texts, progress=False), atol=1e-4)
 
 
-def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path):
+def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(NewsloraError, match="is not a newslora export"):
@@ -230,7 +234,9 @@ def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path):
         export_run(tmp_path, tmp_path / "x", "hf")
     assert not (tmp_path / "x").exists()
     (tmp_path / "texts.csv").write_text("text\nStocks fell.\n")
-    args = ("predict", tiny_run, tmp_path / "texts.csv", tmp_path / "p.csv", "--backend", "onnx")
-    proc = newslora(*args, check=False)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert f"export it first: newslora export {tiny_run} OUT --format onnx" in proc.stderr
+    args = ["predict", tiny_run, tmp_path / "texts.csv", tmp_path / "p.csv", "--backend", "onnx"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"export it first: newslora export {tiny_run} OUT --format onnx" in stderr
