@@ -187,3 +187,18 @@ def newslora(*args, cwd=None, check=True, launcher=None, env=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def trained_looking_model(cfg):
+    """A freshly built model whose head and adapters are moved away from their init."""
+    import torch
+
+    from newslora.model import build_model, load_tokenizer
+
+    model, tokenizer = build_model(cfg), load_tokenizer(cfg.model.name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    return model, tokenizer

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DATA, minilm_path
+from conftest import DATA, minilm_path, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
 
@@ -19,7 +19,7 @@ from newslora.cli import main
 from newslora.config import load_config, save_config
 from newslora.data import load_with_config
 from newslora.export import export_run
-from newslora.model import build_model, load_tokenizer, save_model
+from newslora.model import save_model
 from newslora.predict import load_predictor, predict_run, source_config
 
 # Loads the three exports the way their users would, in a process where newslora cannot be
@@ -142,12 +142,7 @@ def _moved_run(folder, model_path, *overrides):
         [f"model.name={model_path}", "model.max_length=64", "lora.r=4", "lora.targets=query,value"]
         + ["train.precision=fp32", f"train.output_dir={folder}", *overrides],
     )
-    model, tokenizer = build_model(cfg), load_tokenizer(cfg.model.name)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
+    model, tokenizer = trained_looking_model(cfg)
     save_model(model, tokenizer, folder / "adapter")
     save_config(cfg, folder / "config.toml")
     return folder

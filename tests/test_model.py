@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LABELS, newslora, tiny_config
+from conftest import LABELS, newslora, tiny_config, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
 from newslora.config import load_config, save_config
-from newslora.model import build_model, load_model, load_tokenizer, save_model
+from newslora.model import load_model, save_model
 from newslora.predict import load_run, predict_logits
 
 TEXTS = [
@@ -20,17 +20,6 @@ TEXTS = [
 ]
 
 
-def _trained_looking_model(cfg):
-    """A freshly built model whose head and adapters are moved away from their init."""
-    model, tokenizer = build_model(cfg), load_tokenizer(cfg.model.name)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
-    return model, tokenizer
-
-
 @pytest.mark.parametrize("head", ["default", "linear"])
 def test_reload_gives_identical_predictions(
     tiny_bert, small_train_csv, tmp_path, head, write_config
@@ -39,7 +28,7 @@ def test_reload_gives_identical_predictions(
         write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")),
         [f"model.head={head}", "train.precision=fp32"],
     )
-    model, tokenizer = _trained_looking_model(cfg)
+    model, tokenizer = trained_looking_model(cfg)
     before = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
     save_model(model, tokenizer, tmp_path / "adapter")
     reloaded, tok2 = load_model(cfg, tmp_path / "adapter")
@@ -50,7 +39,7 @@ def test_reload_gives_identical_predictions(
 
 def test_adapter_loads_with_plain_peft(tiny_bert, small_train_csv, tmp_path, write_config):
     cfg = load_config(write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")))
-    model, tokenizer = _trained_looking_model(cfg)
+    model, tokenizer = trained_looking_model(cfg)
     save_model(model, tokenizer, tmp_path / "adapter")
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=len(LABELS))
     plain = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
@@ -65,7 +54,7 @@ def test_run_predictions_survive_the_merge(tiny_bert, small_train_csv, tmp_path,
         write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")),
         ["train.precision=fp32"],
     )
-    model, tokenizer = _trained_looking_model(cfg)
+    model, tokenizer = trained_looking_model(cfg)
     run = tmp_path / "run"
     save_model(model, tokenizer, run / "adapter")
     save_config(cfg, run / "config.toml")

@@ -15,10 +15,8 @@ own model on probe texts: an export that would predict differently is never writ
 """
 
 import json
-import logging
 import shutil
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +25,11 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForSequenceClassification
-from transformers.utils import logging as hf_logging
 
 from newslora import NewsloraError, __version__
 from newslora.card import model_card
 from newslora.files import atomic_path, write_json
-from newslora.model import LinearHead, resolve_name
+from newslora.model import LinearHead, errors_only, resolve_name
 from newslora.predict import (
     EXPORT_CONFIG,
     EXPORT_META,
@@ -137,7 +134,7 @@ def _write_adapter(run_dir, cfg, folder, _quantize):
     config_path.write_text(json.dumps(adapter_config | {"base_model_name_or_path": base}, indent=2))
     _save_tokenizer(tokenizer, cfg, folder)
     labels = list(cfg.data.labels)
-    with _quiet("transformers"):  # "classifier newly initialised": the adapter brings it
+    with errors_only("transformers"):  # "classifier newly initialised": the adapter brings it
         plain = AutoModelForSequenceClassification.from_pretrained(
             resolve_name(cfg.model.name),
             num_labels=len(labels),
@@ -172,7 +169,7 @@ def _to_onnx(model, example, path):
     """torch.onnx's dynamo exporter (the TorchScript one bakes the traced padding into the
     graph), with dynamic batch and sequence axes."""
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with warnings.catch_warnings(), _quiet("torch.onnx"):
+    with warnings.catch_warnings(), errors_only("torch.onnx"):
         warnings.simplefilter("ignore")  # notes on axis names, torchvision, pytree deprecations
         torch.onnx.export(
             model,
@@ -192,22 +189,10 @@ def _quantize_int8(source, target):
     """int8 weights, activations quantised on the fly (ONNX Runtime's dynamic quantisation)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet(""):  # it advises a pre-processing pass (shape inference) it does not need here
+    with errors_only(
+        ""
+    ):  # it advises a pre-processing pass (shape inference) it does not need here
         quantize_dynamic(source, target, weight_type=QuantType.QInt8)
-
-
-@contextmanager
-def _quiet(logger_name):
-    """Only errors from this logger (and transformers) for the duration of the block."""
-    logger, verbosity = logging.getLogger(logger_name), hf_logging.get_verbosity()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        hf_logging.set_verbosity(verbosity)
 
 
 def _check_own_head_is_linear(config):

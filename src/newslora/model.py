@@ -8,6 +8,7 @@ head, `adapter/` loads with plain `peft.PeftModel.from_pretrained(base_model, ru
 import importlib
 import importlib.util
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -253,7 +254,7 @@ def load_model(cfg, folder):
     # The base model's head (and a linear head) starts random and transformers reports it as
     # newly initialised; here the saved head and adapters replace it at once, so that report
     # would be noise in predict/evaluate output. Training still shows it (build_model).
-    with _transformers_errors_only():
+    with errors_only():
         base = build_model(_without_lora(cfg))
     if cfg.lora.full_finetune:
         safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
@@ -270,10 +271,14 @@ def _without_lora(cfg):
 
 
 @contextmanager
-def _transformers_errors_only():
-    level = hf_logging.get_verbosity()
+def errors_only(logger_name="transformers"):
+    """Only errors from this Python logger (and from transformers) for the duration of the block."""
+    logger, verbosity = logging.getLogger(logger_name), hf_logging.get_verbosity()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     hf_logging.set_verbosity_error()
     try:
         yield
     finally:
-        hf_logging.set_verbosity(level)
+        logger.setLevel(level)
+        hf_logging.set_verbosity(verbosity)
