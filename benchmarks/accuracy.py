@@ -2,9 +2,13 @@
 
     python benchmarks/accuracy.py                       # MiniLM-L6, every recipe, seeds 1 and 2
     python benchmarks/accuracy.py --encoders mpnet --recipes newslora,seed000 --rows 2000 --seeds 1
+    python benchmarks/accuracy.py --recipes newslora --rows 0 --val-rows 2000 --seeds 1 --epochs 3
+                                                        # the whole train pool (87,862 rows)
 
 Every recipe trains through the real CLI (`newslora train`, then `newslora evaluate` on the
-7,600-row AG News test split) on one fixed, stratified subset of the train pool; validation
+7,600-row AG News test split, and `newslora predict` on the competition's 8,000 texts, scored
+on the 4,000 that are AG test rows by competition.py) on one fixed, stratified subset of the
+train pool (`--rows 0`: all of it); validation
 rows (for checkpoint selection) are cut from that subset, identically for every recipe. The
 TF-IDF + logistic-regression reference (scikit-learn) trains on the same rows in the same run.
 Each finished row is appended to benchmarks/results/accuracy.json at once, and rows already
@@ -14,10 +18,13 @@ rewritten from the JSON after every row.
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
-from common import DATA, ENCODERS, REPO, RESULTS, RUNS, done, load_rows, newslora, save_rows
+import pandas as pd
+from common import DATA, ENCODERS, REPO, RESULTS, RUNS, load_rows, newslora, save_rows
+from competition import ag_test_labels, competition_texts, score, score_labels
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -49,7 +56,11 @@ def subset_overrides(args, seed):
 
 def run_recipe(args, encoder, recipe, seed):
     config, extra = RECIPES[recipe]
-    run_dir = RUNS / f"{encoder}-{recipe}-s{seed}"
+    if args.epochs:
+        extra = [*extra, f"train.epochs={args.epochs}"]
+    rows = f"-{args.rows}" if args.rows != 8000 else ""  # 8000: the runs before --rows existed
+    epochs = f"-e{args.epochs:g}" if args.epochs else ""
+    run_dir = RUNS / f"{encoder}-{recipe}{rows}{epochs}-s{seed}"
     overrides = [
         f"model.name={ENCODERS[encoder]}",
         f"train.output_dir={run_dir}",
@@ -60,13 +71,18 @@ def run_recipe(args, encoder, recipe, seed):
     newslora("train", REPO / config, *overrides)
     wall = time.perf_counter() - start
     newslora("evaluate", run_dir)
+    submission = run_dir / "submission.csv"
+    newslora("predict", run_dir, DATA / "competition" / "test_unlabelled.csv", submission)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    config_toml = (run_dir / "config.toml").read_text()
     return {
         "recipe": recipe,
         "encoder": encoder,
         "seed": seed,
         "test_accuracy": round(100 * metrics["accuracy"], 2),
+        "competition_ag_accuracy": round(score(submission, ag_test_labels())[0], 2),
+        "epochs": float(re.search(r"^epochs = (\S+)", config_toml, re.M).group(1)),
         "macro_f1": metrics["macro_f1"],
         "val_accuracy": round(100 * summary["val_accuracy"], 2),
         "trainable_params": summary["trainable_params"],
@@ -97,11 +113,13 @@ def run_tfidf(args, seed, whole_pool=False):
     metrics = classification_metrics(
         test["label"], classifier.predict(vectorizer.transform(test["text"])), AG_NEWS_LABELS
     )
+    competition = classifier.predict(vectorizer.transform(competition_texts()))
     return {
         "recipe": "tfidf_lr_whole_pool" if whole_pool else "tfidf_lr",
         "encoder": "none",
         "seed": seed,
         "test_accuracy": round(100 * metrics["accuracy"], 2),
+        "competition_ag_accuracy": round(score_labels(competition, ag_test_labels()), 2),
         "macro_f1": metrics["macro_f1"],
         "val_accuracy": None,
         "trainable_params": 0,
@@ -117,25 +135,33 @@ def main():
     parser.add_argument("--encoders", default="minilm", help="comma list of: " + ",".join(ENCODERS))
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma list")
     parser.add_argument("--seeds", default="1,2", help="training seeds, comma list")
-    parser.add_argument("--rows", type=int, default=8000, help="pool rows used (incl. validation)")
+    parser.add_argument(
+        "--rows", type=int, default=8000, help="pool rows used (incl. validation); 0 = all"
+    )
+    parser.add_argument("--epochs", type=float, default=0, help="if > 0, replaces the recipe's")
     parser.add_argument("--val-rows", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
     rows = load_rows(args.out)
-    measured = done(rows, ("encoder", "recipe", "seed", "train_rows"))
+    # a row is the same measurement when encoder, recipe, seed, rows and overrides all match
+    measured = {
+        (r["encoder"], r["recipe"], r["seed"], r["train_rows"], tuple(r.get("overrides", ())))
+        for r in rows
+    }
+    epochs = (f"train.epochs={args.epochs}",) if args.epochs else ()
     seeds = [int(s) for s in args.seeds.split(",")]
-    n = args.rows - args.val_rows
+    n = (args.rows or len(pd.read_csv(DATA / "agnews" / "train_pool.csv"))) - args.val_rows
     jobs = [
-        ("none", "tfidf_lr", seeds[0], n, lambda s: run_tfidf(args, s)),
-        ("none", "tfidf_lr_whole_pool", seeds[0], None, lambda s: run_tfidf(args, s, True)),
+        ("none", "tfidf_lr", seeds[0], n, (), lambda s: run_tfidf(args, s)),
+        ("none", "tfidf_lr_whole_pool", seeds[0], None, (), lambda s: run_tfidf(args, s, True)),
     ]
     for encoder in args.encoders.split(","):
         for recipe in args.recipes.split(","):
             for seed in seeds:
                 job = lambda s, e=encoder, r=recipe: run_recipe(args, e, r, s)  # noqa: E731
-                jobs.append((encoder, recipe, seed, n, job))
-    for encoder, recipe, seed, n_rows, job in jobs:
-        if (encoder, recipe, seed, n_rows) in measured or (
+                jobs.append((encoder, recipe, seed, n, (*RECIPES[recipe][1], *epochs), job))
+    for encoder, recipe, seed, n_rows, overrides, job in jobs:
+        if (encoder, recipe, seed, n_rows, overrides) in measured or (
             n_rows is None and any(r["recipe"] == recipe for r in rows)
         ):
             print(f"skip {encoder}/{recipe}/seed {seed}: already in {args.out}")

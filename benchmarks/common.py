@@ -71,13 +71,15 @@ def accuracy_markdown(rows):
     """One line per (encoder, recipe, training rows): mean and spread over seeds."""
     groups = {}
     for row in rows:
-        groups.setdefault((row["encoder"], row["recipe"], row["train_rows"]), []).append(row)
+        key = (row["encoder"], row["recipe"], row["train_rows"], epochs_of(row))
+        groups.setdefault(key, []).append(row)
     header = [
         "encoder", "recipe", "seeds", "test accuracy % (mean ± half-range)", "macro-F1 %",
-        "trainable params", "train rows", "wall s", "train samples/s", "device", "OOD proxy %",
+        "trainable params", "train rows", "epochs", "wall s", "train samples/s", "device",
+        "OOD proxy %", "competition AG half %",
     ]  # fmt: skip
     lines = []
-    for (encoder, recipe, _), group in sorted(groups.items()):
+    for (encoder, recipe, _, _), group in sorted(groups.items()):
         acc = [r["test_accuracy"] for r in group]
         speed = [r["train_samples_per_s"] for r in group if r["train_samples_per_s"]]
         lines.append(
@@ -89,16 +91,31 @@ def accuracy_markdown(rows):
                 f"{np.mean([100 * r['macro_f1'] for r in group]):.2f}",
                 f"{group[0]['trainable_params']:,}",
                 f"{group[0]['train_rows']:,}",
+                epochs_of(group[0]),
                 f"{np.mean([r['wall_s'] for r in group]):.0f}",
                 f"{np.mean(speed) if speed else float('nan'):.1f}",
                 group[0]["device"],
-                _mean_ood(group),
+                _mean(group, "ood_accuracy"),
+                _mean(group, "competition_ag_accuracy"),
             ]
         )
     return "\n".join(table(header, lines)) + "\n"
 
 
-def _mean_ood(group):
-    """OOD-proxy accuracy (benchmarks/augment.py measures it), or a dash."""
-    ood = [r["ood_accuracy"] for r in group if "ood_accuracy" in r]
-    return f"{np.mean(ood):.2f}" if ood else "-"
+def _mean(group, key):
+    """The mean of a figure only some rows have (OOD proxy: augment.py; the competition's AG
+    half: accuracy.py since it scores submissions), or a dash."""
+    values = [r[key] for r in group if r.get(key) is not None]
+    return f"{np.mean(values):.2f}" if values else "-"
+
+
+def epochs_of(row):
+    """The row's epochs; rows written before accuracy.py recorded them: from the config file
+    and overrides it names (still the shipped files), else a dash."""
+    if "epochs" in row:
+        return f"{row['epochs']:g}"
+    if not row.get("config"):
+        return "-"
+    from newslora.config import load_config
+
+    return f"{load_config(REPO / row['config'], row.get('overrides', [])).train.epochs:g}"

@@ -1,8 +1,11 @@
 """Experiments on newslora's training speed, run in-process on its own `train.Recipe` with one
 change each; src/newslora is not modified (the lead decides what to adopt).
 
-  baseline         the shipped path: SDPA attention (transformers 5's default for BERT) and
-                   optim="adamw_torch_fused" (transformers 5's default on torch >= 2.8)
+  baseline         the shipped path: SDPA attention (transformers 5's default for BERT),
+                   optim="adamw_torch_fused" (transformers 5's default on torch >= 2.8) and,
+                   under bf16, the frozen base's linear weights stored in bf16
+  fp32-base        train.bf16_base=false: the frozen base stays fp32 and autocast re-casts
+                   its weights in every forward pass (the path before bf16_base)
   eager-attention  model.set_attn_implementation("eager")
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
   torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
@@ -32,6 +35,7 @@ from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E40
 
 LEVERS = {
     "baseline": {},
+    "fp32-base": {"overrides": ["train.bf16_base=false"]},
     "eager-attention": {"attention": "eager"},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
     "torch-compile": {"args": {"torch_compile": True}},
@@ -54,7 +58,8 @@ def main():
     lever = LEVERS[args.lever]
     if "args" in lever:
         with_training_args(lever["args"])
-    recipe = Recipe(load_config(REPO / "configs" / "demo.toml", args.overrides)).setup()
+    overrides = [*args.overrides, *lever.get("overrides", [])]
+    recipe = Recipe(load_config(REPO / "configs" / "demo.toml", overrides)).setup()
     base = recipe.model.get_base_model()
     if "attention" in lever:
         base.set_attn_implementation(lever["attention"])
@@ -64,6 +69,7 @@ def main():
             "attention": base.config._attn_implementation,
             "optim": str(trainer.args.optim),
             "torch_compile": trainer.args.torch_compile,
+            "bf16_base": recipe.cfg.train.bf16_base,
         }
     }
     if lever.get("eval_only"):

@@ -8,7 +8,9 @@ from common import done, load_rows, write_text
 from newslora.files import write_json
 
 KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
-LEVERS = ["baseline", "eager-attention", "adamw-foreach", "torch-compile", "eval-pass"]
+LEVERS = [
+    "baseline", "fp32-base", "eager-attention", "adamw-foreach", "torch-compile", "eval-pass"
+]  # fmt: skip
 GOALS = {"train": 15.0, "predict": 20.0, "cpu_matmul_utilisation": 0.40}
 
 

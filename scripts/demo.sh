@@ -29,3 +29,7 @@ print(f"training time      {train['wall_s']:.0f} s on {train['device']}, {train[
 print(f"total wall time    {elapsed} s (budget, train, evaluate, predict 8,000 rows, plots)")
 print(f"submission         {run}/submission.csv; plots {run}/loss.png accuracy.png confusion.png")
 PY
+# The competition's texts include 4,000 official AG test rows: score the submission on them,
+# next to seed 000's two published submissions (benchmarks/competition.py).
+echo
+"${PYTHON:-python3}" benchmarks/competition.py "$run/submission.csv" --seed000

@@ -34,11 +34,14 @@ def test_markdown_groups_seeds(tmp_path):
         row | {"seed": 1, "test_accuracy": 90.0},
         row | {"seed": 2, "test_accuracy": 91.0},
         row | {"seed": 1, "test_accuracy": 80.0, "train_rows": 1000},
+        row | {"seed": 1, "test_accuracy": 92.0, "epochs": 3.0, "competition_ag_accuracy": 91.5},
     ]
     bench.save_rows(rows, tmp_path / "accuracy.json")
     table = (tmp_path / "accuracy.md").read_text()
     assert "| minilm | newslora | 2 | 90.50 ± 0.50 | 90.00 | 995,328 | 7,500 |" in table
-    assert "| minilm | newslora | 1 | 80.00 ± 0.00 | 90.00 | 995,328 | 1,000 |" in table
+    assert "| minilm | newslora | 1 | 80.00 ± 0.00 | 90.00 | 995,328 | 1,000 | - |" in table
+    # another epoch count is another line, with the competition score where a row has one
+    assert "| 92.00 ± 0.00 | 90.00 | 995,328 | 7,500 | 3 | 100 | 50.0 | cpu | - | 91.50 |" in table
     assert bench.load_rows(tmp_path / "accuracy.json") == rows
 
 

@@ -146,3 +146,39 @@ def test_learns_a_separable_task(tiny_bert, tmp_path, write_config):
     losses = list(_losses(run).values())
     assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses  # the loss falls...
     assert recipe.val_metrics["eval_accuracy"] >= 0.9  # ...and held-out rows are classified
+
+
+def test_bf16_training_stores_the_frozen_base_in_bf16(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """Under bf16 the frozen linear weights are cast once, not in every forward pass; what
+    trains stays fp32; the outputs are the same bits (autocast rounds the weights to bf16 in
+    either case), and the saved adapter reloads into an fp32 base as before."""
+    import torch
+
+    from newslora.model import load_model, store_frozen_linears
+
+    run = tmp_path / "run"
+    cfg = load_config(
+        write_config(tiny_config(tiny_bert, small_train_csv, run)), ["train.precision=bf16"]
+    )
+    recipe = Recipe(cfg).setup()
+    dtypes = {(p.requires_grad, p.dtype) for n, p in recipe.model.named_parameters() if "." in n}
+    base_linears = [
+        m.weight.dtype for n, m in recipe.model.named_modules() if n.endswith("query.base_layer")
+    ]
+    assert base_linears and set(base_linears) == {torch.bfloat16}
+    assert {d for grad, d in dtypes if grad} == {torch.float32}  # LoRA and head
+    assert torch.float32 in {d for grad, d in dtypes if not grad}  # embeddings, LayerNorms
+
+    recipe.train().save()
+    assert all(v == v for v in _losses(run).values())  # finite losses (NaN != NaN)
+    reloaded, tokenizer = load_model(cfg, run / "adapter")
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+    batch = tokenizer(["Stocks fell on Monday.", "The team won the cup final."], padding=True)
+    batch = {k: torch.tensor(v) for k, v in batch.items()}
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        before = reloaded(**batch).logits
+        store_frozen_linears(reloaded, torch.bfloat16)
+        after = reloaded(**batch).logits
+    assert torch.equal(before, after)

@@ -113,6 +113,11 @@ class TrainConfig:
         "auto (bf16 on GPUs and on CPUs with bf16 units, else fp16 on GPU / fp32), "
         "fp32, fp16 or bf16. Used for training and inference alike.",
     )
+    bf16_base: bool = _f(
+        True,
+        "When training runs in bf16, store the frozen base's linear weights in bf16 (cast "
+        "once, not in every forward pass); LoRA weights and the head stay fp32.",
+    )
 
 
 @dataclass

@@ -237,6 +237,23 @@ def build_model(cfg, pretrained=True):
     return get_peft_model(model, lora_config(cfg, model))
 
 
+def store_frozen_linears(model, dtype):
+    """Cast the weights of linear layers that do not train to `dtype`; returns how many.
+
+    Under autocast every linear layer's fp32 weight is cast to bf16 in every forward pass, and
+    autocast caches that cast only for weights that train, so a frozen base pays it at every
+    step. Stored in bf16 it is cast once. LoRA's A/B and the head train: they stay fp32 (the
+    optimizer updates fp32 master weights). Embeddings and LayerNorms are left in fp32."""
+    frozen = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and not any(p.requires_grad for p in m.parameters())
+    ]
+    for module in frozen:
+        module.to(dtype)
+    return len(frozen)
+
+
 def save_model(model, tokenizer, folder):
     """peft adapter (+ head) or, for full fine-tuning, every weight; tokenizer beside it."""
     folder = Path(folder)

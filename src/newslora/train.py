@@ -38,6 +38,7 @@ from newslora.model import (
     device_name,
     load_tokenizer,
     save_model,
+    store_frozen_linears,
 )
 from newslora.predict import fit_temperature
 
@@ -95,6 +96,8 @@ class Recipe:
             _check_same_run(self.run_dir / "checkpoints", self.state)
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
+        if cfg.train.bf16_base and autocast_dtype(cfg.train.precision) is torch.bfloat16:
+            store_frozen_linears(self.model, torch.bfloat16)
         self.count = count_parameters(self.model)
         check_budget(self.count, cfg.train.budget)
         self.trainer = Trainer(

@@ -1,0 +1,48 @@
+"""The competition scorer: the 4,000 competition texts that are AG test rows, matched exactly."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from test_benchmark_table import _benchmark
+
+
+@pytest.fixture(scope="module")
+def competition():
+    return _benchmark("competition")
+
+
+def test_finds_the_4000_ag_test_texts(competition):
+    truth = competition.ag_test_labels()
+    assert len(truth) == 4000
+    assert sorted(set(truth.values())) == [0, 1, 2, 3]
+
+
+def test_scores_seed000s_published_submissions_as_reported(competition, tmp_path):
+    truth = competition.ag_test_labels()
+    assert competition.score(competition.SEED000["seed 000, submission A"], truth)[0] == (
+        pytest.approx(93.475, abs=0.005)
+    )
+    assert competition.score(competition.SEED000["seed 000, submission B"], truth)[0] == (
+        pytest.approx(93.90, abs=0.005)
+    )
+    perfect = tmp_path / "perfect.csv"
+    ids = range(8000)
+    perfect.write_text("ID,Label\n" + "".join(f"{i},{truth.get(i, 0)}\n" for i in ids))
+    assert competition.score(perfect, truth) == (100.0, 4000)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("ID,Label\n" + "".join(f"{i},{(truth.get(i, 0) + 1) % 4}\n" for i in ids))
+    assert competition.score(wrong, truth)[0] == 0.0
+
+
+def test_a_short_submission_is_refused_in_one_line(tmp_path):
+    short = tmp_path / "short.csv"
+    short.write_text("ID,Label\n0,1\n1,2\n")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/competition.py", str(short)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith(f"{short}: no label for ID")
+    assert "Traceback" not in proc.stderr
