@@ -4,6 +4,8 @@
     python benchmarks/accuracy.py --encoders mpnet --recipes newslora,seed000 --rows 2000 --seeds 1
     python benchmarks/accuracy.py --recipes newslora --rows 0 --val-rows 2000 --seeds 1 --epochs 3
                                                         # the whole train pool (87,862 rows)
+    python benchmarks/accuracy.py --recipes newslora --set train.lr=1e-3 --set lora.rslora=false
+                                                        # a lever: the same rows, one change
 
 Every recipe trains through the real CLI (`newslora train`, then `newslora evaluate` on the
 7,600-row AG News test split, and `newslora predict` on the competition's 8,000 texts, scored
@@ -17,6 +19,7 @@ rewritten from the JSON after every row.
 """
 
 import argparse
+import hashlib
 import json
 import re
 import time
@@ -54,13 +57,24 @@ def subset_overrides(args, seed):
     ]
 
 
+def lever_overrides(args, recipe):
+    """The recipe's own overrides, then --epochs and every --set (a lever under test)."""
+    epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
+    return [*RECIPES[recipe][1], *epochs, *args.set]
+
+
+def recipe_label(args, recipe):
+    """The recipe's name in the results, with the levers set on it: `newslora train.lr=1e-3`."""
+    return " ".join([recipe, *args.set])
+
+
 def run_recipe(args, encoder, recipe, seed):
-    config, extra = RECIPES[recipe]
-    if args.epochs:
-        extra = [*extra, f"train.epochs={args.epochs}"]
+    config = RECIPES[recipe][0]
+    extra = lever_overrides(args, recipe)
     rows = f"-{args.rows}" if args.rows != 8000 else ""  # 8000: the runs before --rows existed
     epochs = f"-e{args.epochs:g}" if args.epochs else ""
-    run_dir = RUNS / f"{encoder}-{recipe}{rows}{epochs}-s{seed}"
+    levers = "-" + hashlib.sha1(" ".join(args.set).encode()).hexdigest()[:6] if args.set else ""
+    run_dir = RUNS / f"{encoder}-{recipe}{rows}{epochs}{levers}-s{seed}"
     overrides = [
         f"model.name={ENCODERS[encoder]}",
         f"train.output_dir={run_dir}",
@@ -77,7 +91,7 @@ def run_recipe(args, encoder, recipe, seed):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config_toml = (run_dir / "config.toml").read_text()
     return {
-        "recipe": recipe,
+        "recipe": recipe_label(args, recipe),
         "encoder": encoder,
         "seed": seed,
         "test_accuracy": round(100 * metrics["accuracy"], 2),
@@ -139,6 +153,10 @@ def main():
         "--rows", type=int, default=8000, help="pool rows used (incl. validation); 0 = all"
     )
     parser.add_argument("--epochs", type=float, default=0, help="if > 0, replaces the recipe's")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a config override for every recipe run (a lever: lr, lora.rslora, ...); repeatable",
+    )  # fmt: skip
     parser.add_argument("--val-rows", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
@@ -148,7 +166,6 @@ def main():
         (r["encoder"], r["recipe"], r["seed"], r["train_rows"], tuple(r.get("overrides", ())))
         for r in rows
     }
-    epochs = (f"train.epochs={args.epochs}",) if args.epochs else ()
     seeds = [int(s) for s in args.seeds.split(",")]
     n = (args.rows or len(pd.read_csv(DATA / "agnews" / "train_pool.csv"))) - args.val_rows
     jobs = [
@@ -159,7 +176,8 @@ def main():
         for recipe in args.recipes.split(","):
             for seed in seeds:
                 job = lambda s, e=encoder, r=recipe: run_recipe(args, e, r, s)  # noqa: E731
-                jobs.append((encoder, recipe, seed, n, (*RECIPES[recipe][1], *epochs), job))
+                key = (recipe_label(args, recipe), seed, n, tuple(lever_overrides(args, recipe)))
+                jobs.append((encoder, *key, job))
     for encoder, recipe, seed, n_rows, overrides, job in jobs:
         if (encoder, recipe, seed, n_rows, overrides) in measured or (
             n_rows is None and any(r["recipe"] == recipe for r in rows)
