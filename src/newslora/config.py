@@ -118,6 +118,13 @@ class TrainConfig:
         "When training runs in bf16, store the frozen base's linear weights in bf16 (cast "
         "once, not in every forward pass); LoRA weights and the head stay fp32.",
     )
+    teacher: str = _f(
+        "",
+        "A finished run to distil from: its logits on the training rows join the loss. Its "
+        "parameters do not count toward this run's budget. Empty = off.",
+    )
+    distill_alpha: float = _f(0.5, "Weight of the distillation term (1 - alpha: the labels).")
+    distill_temperature: float = _f(2.0, "Softmax temperature of the distillation term.")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import shutil
 import time
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -31,6 +32,7 @@ from newslora import NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
 from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
+from newslora.distill import TEACHER_COLUMN, DistillTrainer, teacher_logits
 from newslora.files import atomic_path, write_json
 from newslora.model import (
     autocast_dtype,
@@ -100,10 +102,10 @@ class Recipe:
             store_frozen_linears(self.model, torch.bfloat16)
         self.count = count_parameters(self.model)
         check_budget(self.count, cfg.train.budget)
-        self.trainer = Trainer(
+        self.trainer = self._trainer_class()(
             model=self.model,
             args=self._training_args(),
-            train_dataset=tokenize(self.train_df, self.tokenizer, cfg.model.max_length),
+            train_dataset=self._train_dataset(),
             # sorted by length: each eval batch pads to its own longest row (5x faster on CPU)
             eval_dataset=tokenize(self.val_df, self.tokenizer, cfg.model.max_length).sort("length"),
             processing_class=self.tokenizer,
@@ -111,6 +113,19 @@ class Recipe:
             callbacks=self._callbacks(),
         )
         return self
+
+    def _train_dataset(self):
+        data = tokenize(self.train_df, self.tokenizer, self.cfg.model.max_length)
+        if not self.cfg.train.teacher:
+            return data
+        logits = teacher_logits(self.cfg.train.teacher, self.cfg.data.labels, self.train_df["text"])
+        return data.add_column(TEACHER_COLUMN, logits.tolist())
+
+    def _trainer_class(self):
+        t = self.cfg.train
+        if not t.teacher:
+            return Trainer
+        return partial(DistillTrainer, alpha=t.distill_alpha, temperature=t.distill_temperature)
 
     def _training_args(self):
         t = self.cfg.train
@@ -138,6 +153,7 @@ class Recipe:
             data_seed=t.seed,
             train_sampling_strategy="group_by_length" if t.group_by_length else "random",
             report_to="none",  # TensorBoard is added as a callback with our own folder
+            remove_unused_columns=not t.teacher,  # it would drop the teacher's logits
             **precision_flags(t.precision),
         )
 
@@ -200,9 +216,23 @@ class Recipe:
                     "torch."
                 ),
                 "world_size": self.trainer.args.world_size,
+                "teacher": self._teacher_summary(),
             },
         )
         return self
+
+    def _teacher_summary(self):
+        t = self.cfg.train
+        if not t.teacher:
+            return None
+        summary = Path(t.teacher) / "train_summary.json"
+        params = json.loads(summary.read_text())["trainable_params"] if summary.is_file() else None
+        return {
+            "run": t.teacher,
+            "alpha": t.distill_alpha,
+            "temperature": t.distill_temperature,
+            "trainable_params": params,  # not counted toward this run's budget
+        }
 
 
 RUN_STATE = "run_state.json"  # the resolved config and data fingerprint checkpoints belong to

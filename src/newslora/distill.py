@@ -1,0 +1,60 @@
+"""Distil: a teacher run's logits on the training rows, and the loss that learns from them.
+
+`train.teacher` names any finished run, typically a full fine-tune of the same encoder (no
+budget). It predicts every training row once, before training starts; its logits travel with
+the rows as a dataset column, so shuffling and length grouping keep them aligned and the
+teacher never sits in memory beside the student. The teacher's parameters do not count toward
+the student's budget: only the student is trained, counted and saved.
+"""
+
+import torch.nn.functional as F
+from transformers import Trainer
+
+from newslora import NewsloraError
+from newslora.predict import load_run, predict_with_config
+
+TEACHER_COLUMN = "teacher_logits"
+
+
+def teacher_logits(teacher_dir, labels, texts):
+    """The teacher run's logits for `texts` (its own max length, batch size and precision)."""
+    cfg, model, tokenizer = load_run(teacher_dir)
+    if list(cfg.data.labels) != list(labels):
+        raise NewsloraError(
+            f"{teacher_dir}: the teacher's labels {cfg.data.labels} differ from this run's {labels}"
+        )
+    return predict_with_config(cfg, model, tokenizer, list(texts))
+
+
+def distill_loss(student, teacher, labels, alpha, temperature):
+    """(1 - alpha) * cross-entropy on the labels + alpha * T^2 * KL(teacher_T || student_T)
+    (Hinton et al., 2015): T^2 keeps the soft term's gradients on the hard term's scale."""
+    hard = F.cross_entropy(student, labels)
+    soft = F.kl_div(
+        F.log_softmax(student / temperature, dim=-1),
+        F.log_softmax(teacher / temperature, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - alpha) * hard + alpha * temperature**2 * soft
+
+
+class DistillTrainer(Trainer):
+    """Trainer whose training loss uses the teacher's logits. Validation batches carry none
+    and get the plain cross-entropy, so eval loss and accuracy mean what they mean elsewhere."""
+
+    def __init__(self, *args, alpha, temperature, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha, self.temperature = alpha, temperature
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # remove_unused_columns is off (it would drop the teacher column), so the length
+        # column that length grouping reads reaches the batch too: neither goes to the model
+        inputs.pop("length", None)
+        teacher = inputs.pop(TEACHER_COLUMN, None)
+        if teacher is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**inputs)
+        student, labels = outputs.logits.float(), inputs["labels"]
+        loss = distill_loss(student, teacher.float(), labels, self.alpha, self.temperature)
+        return (loss, outputs) if return_outputs else loss
