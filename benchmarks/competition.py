@@ -63,7 +63,7 @@ def score_labels(labels, truth):
     return 100 * sum(int(labels[i]) == label for i, label in truth.items()) / len(truth)
 
 
-def publish(run, command, truth):
+def publish(run, command, truth, note=""):
     """Copy a run's submission to results/submission_best.csv with a note on what made it."""
     submission = run / "submission.csv"
     accuracy, n = score(submission, truth)
@@ -91,6 +91,7 @@ def publish(run, command, truth):
         f"| competition, its {n:,} AG-test texts | **{accuracy:.2f}%** |",
         *[f"| {name}, same texts | {value:.2f}% |" for name, value in seeds.items()],
         "",
+        *([note, ""] if note else []),
         "Reproduce:",
         "",
         "```bash",
@@ -115,9 +116,10 @@ def main(argv=None):
     parser.add_argument("--seed000", action="store_true", help="also score seed 000's two")
     parser.add_argument("--publish", type=Path, help="run directory whose submission to publish")
     parser.add_argument("--command", default="", help="with --publish: how the run was made")
+    parser.add_argument("--note", default="", help="with --publish: a paragraph for the .md")
     args = parser.parse_args(argv)
     if args.publish:
-        accuracy = publish(args.publish.resolve(), args.command, ag_test_labels())
+        accuracy = publish(args.publish.resolve(), args.command, ag_test_labels(), args.note)
         print(f"{accuracy:.2f}%: {RESULTS / 'submission_best.csv'} and .md written")
         return
     named = {str(p): p for p in args.submissions}
