@@ -313,7 +313,8 @@ def plan(ctx, args):
         items += [newslora_item(base, 128, p) for p in args.precision]
     if "levers" in args.only:  # before scaling: the side-by-side config, cheap
         for lever in args.levers:
-            rows = 10_000 if lever == "eval-pass" else base  # 1,000 validation rows, as the demo
+            # the eval passes: 1,000 validation rows, as the demo
+            rows = 10_000 if lever.startswith("eval-pass") else base
             run = (lambda name, r: lambda: lever_arm(ctx, name, r, auto))(lever, rows)
             items.append((f"newslora lever: {lever}", rows, 128, newslora_precision(auto), run))
     if "scaling" in args.only:

@@ -1,16 +1,19 @@
 """Experiments on newslora's training speed, run in-process on its own `train.Recipe` with one
 change each; src/newslora is not modified (the lead decides what to adopt).
 
-  baseline         the shipped path: SDPA attention (transformers 5's default for BERT),
-                   optim="adamw_torch_fused" (transformers 5's default on torch >= 2.8) and,
-                   under bf16, the frozen base's linear weights stored in bf16
+  baseline         the shipped path: model.attention = "auto" (eager on CPU, transformers'
+                   default on GPU), optim="adamw_torch_fused" (transformers 5's default on
+                   torch >= 2.8) and, under bf16, the frozen base's linear weights in bf16
   fp32-base        train.bf16_base=false: the frozen base stays fp32 and autocast re-casts
                    its weights in every forward pass (the path before bf16_base)
-  eager-attention  model.set_attn_implementation("eager")
+  eager-attention  model.attention = "eager"
+  sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
   torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
-  eval-pass        no training: one pass over the validation rows as `Recipe.train()` runs after
-                   training (trainer.predict on the length-sorted set), timed
+  eval-pass        no training: one pass over the validation rows as the Recipe evaluates
+                   (trainer.predict on the length-sorted set, in order), timed
+  eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
+                   group_by_length to evaluation too (the path before RecipeTrainer)
 
 Each trains one epoch over the rows given (or times one pass) and writes its step records:
 
@@ -24,6 +27,9 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import MethodType
+
+from transformers import Trainer
 
 import newslora.train as newslora_train
 from newslora.config import load_config
@@ -36,10 +42,12 @@ from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E40
 LEVERS = {
     "baseline": {},
     "fp32-base": {"overrides": ["train.bf16_base=false"]},
-    "eager-attention": {"attention": "eager"},
+    "eager-attention": {"overrides": ["model.attention=eager"]},
+    "sdpa-attention": {"overrides": ["model.attention=sdpa"]},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
     "torch-compile": {"args": {"torch_compile": True}},
     "eval-pass": {"eval_only": True},
+    "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
 
 
@@ -61,9 +69,9 @@ def main():
     overrides = [*args.overrides, *lever.get("overrides", [])]
     recipe = Recipe(load_config(REPO / "configs" / "demo.toml", overrides)).setup()
     base = recipe.model.get_base_model()
-    if "attention" in lever:
-        base.set_attn_implementation(lever["attention"])
     trainer = recipe.trainer
+    if lever.get("grouped_eval"):
+        trainer._get_eval_sampler = MethodType(Trainer._get_eval_sampler, trainer)
     result = {
         "lever": {
             "attention": base.config._attn_implementation,

@@ -9,7 +9,8 @@ from newslora.files import write_json
 
 KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
 LEVERS = [
-    "baseline", "fp32-base", "eager-attention", "adamw-foreach", "torch-compile", "eval-pass"
+    "baseline", "fp32-base", "eager-attention", "sdpa-attention", "adamw-foreach",
+    "torch-compile", "eval-pass", "eval-pass-grouped",
 ]  # fmt: skip
 GOALS = {"train": 15.0, "predict": 20.0, "cpu_matmul_utilisation": 0.40}
 
@@ -181,7 +182,7 @@ def ratios(rows):
         train = r["train_samples_per_s"] / seed["train_samples_per_s"]
         predict = r["predict_rows_per_s"] / seed["predict_rows_per_s"]
         goal = ""
-        if r["precision"] != "fp32":
+        if r["precision"] != "fp32":  # the goals are for bf16 vs the seed's fp32
             met = train >= GOALS["train"] and predict >= GOALS["predict"]
             verdict = "met" if met else "NOT met"
             goal = f" (goal >= {GOALS['train']:.0f}x / {GOALS['predict']:.0f}x: {verdict})"
@@ -198,7 +199,7 @@ def ratios(rows):
                 f"training **{r['train_samples_per_s'] / best:.1f}x**"
             )
         util = r["cpu_matmul_utilisation"]
-        if util is not None and r["precision"] != "fp32":
+        if util is not None and r["precision"] == auto_precision(r["device"]):
             met = util >= GOALS["cpu_matmul_utilisation"]
             lines.append(
                 f"* newslora's CPU training at {100 * util:.1f}% of this machine's measured "
@@ -206,6 +207,13 @@ def ratios(rows):
                 f"{'met' if met else 'NOT met'})"
             )
     return lines
+
+
+def _lever_note(row):
+    """The row's note, and the attention kernel its run used (the baseline's changed)."""
+    attention = (row.get("lever") or {}).get("attention")
+    parts = [row.get("note", ""), f"attention: {attention}" if attention else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def lever_table(rows):
@@ -226,7 +234,7 @@ def lever_table(rows):
             f"| {r['arm'].split(': ', 1)[1]} | {r['encoder']} | {_fmt(speed, 2)} | "
             f"{_fmt(x, 2)} | {_fmt(r['train_padded_tokens_per_s'], 0)} | "
             f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['predict_rows_per_s'])} | "
-            f"{r.get('note', '')} |"
+            f"{_lever_note(r)} |"
         )
     return lines
 
@@ -241,11 +249,18 @@ def _pick(rows, arm, precision, n_rows, max_length=128):
     return found[0] if found else None
 
 
+def auto_precision(device):
+    """What `train.precision = "auto"` runs on a benchmark device (its label says)."""
+    return "fp32" if "no bf16 units" in device else "bf16"
+
+
 def findings(rows):
-    """What the measured rows say about newslora's CPU training (one encoder, one machine)."""
+    """What the measured rows of one device say about newslora's CPU training."""
     seeds = [r for r in rows if r["arm"] == "seed000-pipeline"]
     n = seeds[0]["rows"] if seeds else 1000
+    auto = auto_precision(rows[0]["device"]) if rows else "bf16"
     bf, fp = _pick(rows, "newslora", "bf16", n), _pick(rows, "newslora", "fp32", n)
+    shipped = bf if auto == "bf16" else fp
     out = []
     if bf and fp and bf.get("matmul_gflops") and fp.get("matmul_gflops"):
         train = bf["train_samples_per_s"] / fp["train_samples_per_s"]
@@ -255,45 +270,49 @@ def findings(rows):
             f"than fp32 while this machine's bf16 matmul is {matmul:.2f}x faster than its fp32 "
             f"one ({100 * fp['cpu_matmul_utilisation']:.0f}% of the fp32 rate, "
             f"{100 * bf['cpu_matmul_utilisation']:.0f}% of the bf16 rate). The part of a step "
-            "that bf16 does not speed up dominates: autocast re-casting the frozen fp32 base "
-            "weights to bf16 in every forward, the rank-8 LoRA matmuls and the element-wise "
-            "work (LayerNorm, GELU, dropout, softmax), and the Trainer's per-step work; "
-            "MiniLM's 384-wide matrices on ~1,700-token batches are also far smaller than the "
-            "2048-square reference. Not measured: keeping the frozen base in bf16 (cast once) "
-            "with only LoRA and the head in fp32."
+            "that bf16 does not speed up dominates: the rank-r LoRA matmuls, the element-wise "
+            "work (LayerNorm, GELU, softmax, the casts autocast inserts around every linear "
+            "layer) and the Trainer's per-step work; MiniLM's 384-wide matrices on "
+            "~1,700-token batches are also far smaller than the 2048-square reference "
+            "(the fp32-base lever below measures storing the frozen base in bf16)."
+        )
+    elif fp and auto == "fp32" and fp.get("cpu_matmul_utilisation"):
+        out.append(
+            f"* **fp32-only CPU**: newslora trains at {100 * fp['cpu_matmul_utilisation']:.0f}% "
+            f"of this machine's measured fp32 matmul rate ({fp['matmul_gflops']} GFLOP/s); "
+            "bf16 would be emulated here and slower, so `auto` runs fp32."
         )
     lever = {r["arm"].split(": ", 1)[1]: r for r in rows if r["arm"].startswith("newslora lever")}
     base = lever.get("baseline")
-    if base and base["train_samples_per_s"] and bf:
+    if base and base["train_samples_per_s"] and shipped:
         x = {k: r["train_samples_per_s"] / base["train_samples_per_s"] for k, r in lever.items()
              if r["train_samples_per_s"]}  # fmt: skip
         out.append(
             "* **Levers** (one run each, same rows and config): "
             + ", ".join(f"{k} {v:.2f}x" for k, v in x.items() if k != "baseline")
             + f" the in-process baseline ({base['train_samples_per_s']:.1f} samples/s; the CLI "
-            f"run of the same config: {bf['train_samples_per_s']:.1f}). Turning fused AdamW off "
-            "should not matter (the optimizer step over a few hundred thousand LoRA parameters "
-            "is milliseconds), so a gap that size between baseline and adamw-foreach measures "
-            "this machine's run-to-run spread, not the lever"
-            + (
-                f"; eager attention against adamw-foreach: "
-                f"{x['eager-attention'] / x['adamw-foreach']:.2f}x"
-                if "eager-attention" in x and "adamw-foreach" in x
-                else ""
-            )
-            + ". Repeat before adopting either."
+            f"run of the same config: {shipped['train_samples_per_s']:.1f}). A lever that "
+            "cannot matter (fused vs multi-tensor AdamW over a few hundred thousand LoRA "
+            "parameters: milliseconds a step) measures this machine's run-to-run spread."
         )
-    ev, big = lever.get("eval-pass"), _pick(rows, "newslora", "bf16", 10_000)
-    if ev and ev.get("predict_rows_per_s") and big:
+    ev, big = lever.get("eval-pass"), _pick(rows, "newslora", auto, 10_000)
+    if ev and ev.get("predict_rows_per_s") and big and shipped:
         pass_s = 1000 / ev["predict_rows_per_s"]
         epoch_s = 0.9 * big["rows"] / big["train_samples_per_s"]
+        grouped = lever.get("eval-pass-grouped")
+        versus = (
+            f" (transformers' own evaluation sampler, which length-groups validation too: "
+            f"{1000 / grouped['predict_rows_per_s']:.1f} s)"
+            if grouped and grouped.get("predict_rows_per_s")
+            else ""
+        )
         out.append(
             f"* **Evaluation**: one Trainer pass over 1,000 validation rows took {pass_s:.1f} s "
-            f"({ev['predict_rows_per_s']:.0f} rows/s, a fresh process) against newslora's "
-            f"prediction path at {bf['predict_rows_per_s']:.0f} rows/s. `Recipe.train()` "
-            "passes over validation twice at the end (the Trainer's end-of-epoch evaluation, "
-            "then `trainer.predict` for the metrics and the temperature); one pass is "
-            f"{100 * pass_s / epoch_s:.0f}% of a {big['rows']:,}-row epoch ({epoch_s:.0f} s)."
+            f"({ev['predict_rows_per_s']:.0f} rows/s, a fresh process){versus}, against "
+            f"newslora's prediction path at {shipped['predict_rows_per_s']:.0f} rows/s; one "
+            f"pass is {100 * pass_s / epoch_s:.0f}% of a {big['rows']:,}-row epoch "
+            f"({epoch_s:.0f} s). The run's figures and temperature reuse the best "
+            "checkpoint's evaluation: no second pass after training."
         )
     fallback = [r for r in rows if "failed" in r.get("predict_via", "")]
     if fallback:
@@ -308,39 +327,45 @@ def findings(rows):
 
 def missing_levers(rows):
     measured = {r["arm"].split(": ", 1)[1] for r in rows if r["arm"].startswith("newslora lever")}
-    left = [lever for lever in LEVERS if lever not in measured]
+    same = {"fp32-base"} if rows and auto_precision(rows[0]["device"]) == "fp32" else set()
+    # a kernel some lever row already ran with (the baseline's: eager on CPU) is measured
+    kernels = {(r.get("lever") or {}).get("attention") for r in rows}
+    same |= {f"{k}-attention" for k in kernels if k}
+    left = [lever for lever in LEVERS if lever not in measured | same]  # fp32-base: no-op here
     if not left:
         return ""
     return (
-        f"* **Levers not measured**: {', '.join(left)} (this session's CPU-time budget ran "
-        f"out); `python benchmarks/speed.py --only levers --levers {','.join(left)}` runs "
-        "them (a lever still running after 240 s is recorded as not finished)."
+        f"* **Levers not measured**: {', '.join(left)}; `python benchmarks/speed.py --only "
+        f"levers --levers {','.join(left)}` runs them (a lever still running after 240 s is "
+        "recorded as not finished)."
     )
 
 
 def markdown(rows):
-    main = [
-        r for r in rows if not r["arm"].startswith("newslora lever") and r["train_samples_per_s"]
-    ]
+    """speed.md: one section per machine (ratios are only taken within a machine)."""
     devices = sorted({r["device"] for r in rows})
     out = [
         "# Speed: seed 000's pipeline vs newslora",
         "",
         "Written by `python benchmarks/speed.py` from `speed.json` (each row's `command` "
-        "reproduces it). Machine(s): " + "; ".join(devices) + ".",
-        "",
-        *main_table(main),
-        "",
-        *ratios(main),
+        "reproduces it), one section per machine; ratios compare arms on the same machine only.",
         "",
     ]
-    levers = lever_table(rows)
-    if levers:
-        out += ["## Experiments on newslora's training (src/ unchanged)", "", *levers, ""]
-    if findings(rows):
-        out += ["## What the rows say", "", *findings(rows), ""]
-    out += ["## Not measured here", "", full_pool(main), missing_levers(rows), gpu_note(rows)]
-    return "\n".join([line for line in out if line is not None] + ["", NOTES])
+    for device in devices:
+        part = [r for r in rows if r["device"] == device]
+        main = [
+            r for r in part
+            if not r["arm"].startswith("newslora lever") and r["train_samples_per_s"]
+        ]  # fmt: skip
+        out += [f"## {device}", "", *main_table(main), "", *ratios(main), ""]
+        levers = lever_table(part)
+        if levers:
+            out += ["### Experiments on newslora's training (one change each)", "", *levers, ""]
+        if findings(part):
+            out += ["### What the rows say", "", *findings(part), ""]
+        out += ["### Not measured on this machine", "", full_pool(main), missing_levers(part), ""]
+    out += ["## GPU", "", gpu_note(rows) or "* See the GPU sections above.", ""]
+    return "\n".join([line for line in out if line is not None] + [NOTES])
 
 
 NOTES = """## How it is measured

@@ -182,3 +182,53 @@ def test_bf16_training_stores_the_frozen_base_in_bf16(
         store_frozen_linears(reloaded, torch.bfloat16)
         after = reloaded(**batch).logits
     assert torch.equal(before, after)
+
+
+def test_validation_figures_come_from_the_best_checkpoints_evaluation(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """No second pass over validation after training: the saved accuracy, loss and
+    temperature are those of the best checkpoint's own evaluation, and equal a fresh
+    prediction of the validation rows by the saved run."""
+    import numpy as np
+
+    from newslora.predict import fit_temperature, load_run, predict_logits
+
+    run = tmp_path / "run"
+    recipe = _train(write_config(tiny_config(tiny_bert, small_train_csv, run)))
+    best = recipe.trainer.state.best_model_checkpoint
+    assert recipe.evaluations.of_checkpoint(best) is not None  # taken from memory
+    step = int(best.rsplit("-", 1)[1])
+    logged = [h for h in recipe.trainer.state.log_history if h.get("step") == step]
+    assert recipe.val_metrics["eval_loss"] in [h.get("eval_loss") for h in logged]
+    _, model, tokenizer = load_run(run, merge=False)
+    val = recipe.val_df
+    logits = predict_logits(model, tokenizer, list(val["text"]), 16, 64, "fp32", False)
+    labels = val["label"].to_numpy()
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["val_accuracy"] == pytest.approx(float((logits.argmax(1) == labels).mean()))
+    # the temperature grid steps by 2.3%: allow one step for float noise between the passes
+    assert summary["temperature"] == pytest.approx(fit_temperature(logits, labels), rel=0.03)
+    assert np.isfinite(summary["val_loss"])
+
+
+def test_attention_kernel_setting(tiny_bert, small_train_csv, tmp_path, write_config):
+    """model.attention picks transformers' kernel; eager and SDPA give the same logits."""
+    import torch
+
+    from newslora.model import attention_kernel, build_model
+
+    assert attention_kernel("auto") == (None if torch.cuda.is_available() else "eager")
+    assert attention_kernel("auto", training=False) is None  # inference: SDPA, the default
+    config = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    batch = {"input_ids": torch.tensor([[1, 5, 7, 2, 0]]), "attention_mask": torch.ones(1, 5)}
+    batch["attention_mask"][0, -1] = 0
+    logits = {}
+    for kernel in ("eager", "sdpa"):
+        model = build_model(load_config(config, [f"model.attention={kernel}"])).eval()
+        assert model.get_base_model().config._attn_implementation == kernel
+        with torch.no_grad():
+            logits[kernel] = model(**batch).logits
+    torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-4)
+    with pytest.raises(NewsloraError, match="model.attention"):
+        load_config(config, ["model.attention=flash"])

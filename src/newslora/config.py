@@ -42,6 +42,12 @@ class ModelConfig:
         "params on roberta-base) or `linear` (one linear layer on the first token).",
     )
     max_length: int = _f(128, "Truncate inputs to this many tokens (padding is dynamic).")
+    attention: str = _f(
+        "auto",
+        "Attention kernel: `eager`, `sdpa` (PyTorch's fused attention) or `auto`: eager for "
+        "training on CPU, where it trains faster (benchmarks/results/speed.md), transformers' "
+        "default (SDPA) for inference and on GPU.",
+    )
 
 
 @dataclass
@@ -278,6 +284,7 @@ def load_config(path=None, overrides=()):
 def validate(cfg):
     choices = {
         ("model", "head"): ("default", "linear"),
+        ("model", "attention"): ("auto", "eager", "sdpa"),
         ("lora", "bias"): ("none", "lora_only", "all"),
         ("train", "precision"): ("auto", "fp32", "fp16", "bf16"),
     }

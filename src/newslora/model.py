@@ -213,17 +213,40 @@ def _check_targets(model, cfg):
             )
 
 
-def build_model(cfg, pretrained=True):
+def attention_kernel(setting, training=True):
+    """`model.attention` -> transformers' attn_implementation (None: the library's default).
+
+    `auto`: eager when training on CPU, transformers' default (SDPA) otherwise. On CPU, eager
+    trained MiniLM 1.1-1.2x faster than SDPA on short news batches (results/speed.md); for
+    inference neither kernel was faster (results/predict_attention.md), so the default stays.
+    GPUs keep transformers' choice (not measured)."""
+    if setting == "auto":
+        return "eager" if training and not torch.cuda.is_available() else None
+    return setting
+
+
+def build_model(cfg, pretrained=True, training=True):
     """Encoder + head + LoRA, from a Config. pretrained=False builds on the meta device (no
-    weights, no memory): enough to count parameters exactly."""
+    weights, no memory): enough to count parameters exactly. `training`: picks the attention
+    kernel (attention_kernel)."""
     hf_config = load_hf_config(cfg.model.name, cfg.data.labels)
     torch.manual_seed(cfg.train.seed)  # the head's random init is part of the run's seed
-    if pretrained:
-        path = resolve_name(cfg.model.name)
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=hf_config)
-    else:
-        with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(hf_config)
+    kernel = attention_kernel(cfg.model.attention, training)
+    kwargs = {"attn_implementation": kernel} if kernel else {}
+    try:
+        if pretrained:
+            path = resolve_name(cfg.model.name)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, config=hf_config, **kwargs
+            )
+        else:
+            with torch.device("meta"):
+                model = AutoModelForSequenceClassification.from_config(hf_config, **kwargs)
+    except ValueError as e:  # e.g. an architecture without SDPA support
+        if not kernel or kernel not in str(e).lower():
+            raise
+        first = str(e).splitlines()[0]
+        raise NewsloraError(f"config: model.attention = '{kernel}': {first}") from None
     if cfg.model.head == "linear":
         if not isinstance(getattr(model, "classifier", None), nn.Module):
             raise NewsloraError(
@@ -272,7 +295,7 @@ def load_model(cfg, folder):
     # newly initialised; here the saved head and adapters replace it at once, so that report
     # would be noise in predict/evaluate output. Training still shows it (build_model).
     with errors_only():
-        base = build_model(_without_lora(cfg))
+        base = build_model(_without_lora(cfg), training=False)
     if cfg.lora.full_finetune:
         safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
         model = base

@@ -79,8 +79,8 @@ def fit_temperature(logits, labels):
     "confidence >= 0.9" means about what it says, so the filter and pseudo-labelling
     thresholds carry over across runs.
     Accuracy is unchanged: T > 0 keeps every argmax."""
-    z = torch.as_tensor(logits, dtype=torch.float32)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    z = torch.tensor(np.asarray(logits), dtype=torch.float32)  # a copy: the Trainer's arrays
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)  # are read-only
     grid = torch.logspace(-2, 1, 301)  # T from 0.01 to 10; NLL is smooth in log T
     nll = torch.stack([torch.nn.functional.cross_entropy(z / t, y) for t in grid])
     return round(float(grid[int(nll.argmin())]), 4)

@@ -25,7 +25,14 @@ import datasets
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from torch.utils.data import SequentialSampler
+from transformers import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.integrations import TensorBoardCallback
 
 from newslora import NewsloraError, warn
@@ -50,6 +57,47 @@ datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 def accuracy(eval_pred):
     logits, labels = eval_pred
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+class RecipeTrainer(Trainer):
+    """The Trainer, evaluating validation in its stored order (sorted by length, so each batch
+    pads to its own longest row). transformers applies `group_by_length` to evaluation too,
+    and on a validation set under 4 batches x 50 its "megabatches" are one batch each: every
+    batch is then a random draw padded to its longest row, and a pass took twice as long
+    (benchmarks/results/speed.md, eval-pass levers)."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size > 1:  # distributed: the Trainer's own sharding
+            return super()._get_eval_sampler(eval_dataset)
+        return SequentialSampler(eval_dataset)
+
+
+class DistillRecipeTrainer(RecipeTrainer, DistillTrainer):
+    """RecipeTrainer with the distillation loss (train.teacher)."""
+
+
+class Evaluations(TrainerCallback):
+    """The validation logits and metrics of every evaluation, by step: the best checkpoint's
+    figures and the calibration temperature then need no second pass over validation."""
+
+    def __init__(self):
+        self.pending, self.by_step = None, {}
+
+    def compute_metrics(self, eval_pred):
+        self.pending = (eval_pred.predictions, eval_pred.label_ids)
+        return accuracy(self.pending)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.pending is not None:
+            self.by_step[state.global_step] = (*self.pending, dict(metrics or {}))
+            self.pending = None
+
+    def of_checkpoint(self, checkpoint):
+        """(logits, labels, metrics) of `checkpoint-N`'s evaluation, or None (e.g. resumed)."""
+        if not checkpoint:
+            return None
+        step = Path(checkpoint).name.rsplit("-", 1)[-1]
+        return self.by_step.get(int(step)) if step.isdigit() else None
 
 
 def tokenize(df, tokenizer, max_length):
@@ -102,6 +150,7 @@ class Recipe:
             store_frozen_linears(self.model, torch.bfloat16)
         self.count = count_parameters(self.model)
         check_budget(self.count, cfg.train.budget)
+        self.evaluations = Evaluations()
         self.trainer = self._trainer_class()(
             model=self.model,
             args=self._training_args(),
@@ -109,8 +158,8 @@ class Recipe:
             # sorted by length: each eval batch pads to its own longest row (5x faster on CPU)
             eval_dataset=tokenize(self.val_df, self.tokenizer, cfg.model.max_length).sort("length"),
             processing_class=self.tokenizer,
-            compute_metrics=accuracy,
-            callbacks=self._callbacks(),
+            compute_metrics=self.evaluations.compute_metrics,
+            callbacks=[self.evaluations, *self._callbacks()],
         )
         return self
 
@@ -124,8 +173,10 @@ class Recipe:
     def _trainer_class(self):
         t = self.cfg.train
         if not t.teacher:
-            return Trainer
-        return partial(DistillTrainer, alpha=t.distill_alpha, temperature=t.distill_temperature)
+            return RecipeTrainer
+        return partial(
+            DistillRecipeTrainer, alpha=t.distill_alpha, temperature=t.distill_temperature
+        )
 
     def _training_args(self):
         t = self.cfg.train
@@ -178,11 +229,15 @@ class Recipe:
         start = time.perf_counter()
         self.result = self.trainer.train(resume_from_checkpoint=True if self.resume else None)
         self.wall_s = time.perf_counter() - start
-        # one pass over validation (the best checkpoint is loaded by now) gives the metrics
-        # and the logits the confidence temperature is fitted on
-        val = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
-        self.val_metrics = val.metrics
-        self.temperature = fit_temperature(val.predictions, val.label_ids)
+        # The best checkpoint (loaded by now) was evaluated during training: its logits give
+        # the metrics and the confidence temperature. Only when that evaluation is not in
+        # memory (a resumed run's earlier epochs) is validation predicted once more.
+        best = self.evaluations.of_checkpoint(self.trainer.state.best_model_checkpoint)
+        if best is None:
+            val = self.trainer.predict(self.trainer.eval_dataset, metric_key_prefix="eval")
+            best = (val.predictions, val.label_ids, val.metrics)
+        logits, labels, self.val_metrics = best
+        self.temperature = fit_temperature(logits, labels)
         return self
 
     def save(self):
