@@ -98,6 +98,10 @@ def test_resume_refuses_a_different_config_or_data(
         Recipe(load_config(config, ["train.precision=fp32", "train.lr=0.5"])).setup(True).train()
     resumed = Recipe(load_config(config, ["train.precision=fp32"])).setup(resume=True)
     assert resumed.cfg.lora.r == 11
+    # checkpoints from before a config key existed still resume; a changed value still refuses
+    del state["config"]["model"]["attention"]
+    (run / "checkpoints" / "run_state.json").write_text(json.dumps(state))
+    Recipe(load_config(config, ["train.precision=fp32"])).setup(resume=True)
     # same config, same file name, other rows in it
     pool.groupby("label").sample(100, random_state=9).to_csv(small_train_csv, index=False)
     with pytest.raises(NewsloraError, match="rows differ from the checkpoint"):

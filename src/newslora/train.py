@@ -318,11 +318,13 @@ def _check_same_run(checkpoints, state):
     if not path.is_file():
         raise NewsloraError(f"{path}: missing; these checkpoints cannot be checked, start afresh")
     saved = json.loads(path.read_text())
+    # a key the saved config lacks was added to newslora after it was written (e.g.
+    # model.attention): not a change the user made, so it does not block the resume
     changed = [
         f"{section}.{key}"
         for section, values in state["config"].items()
         for key, value in values.items()
-        if saved["config"].get(section, {}).get(key) != value and key != "output_dir"
+        if saved["config"].get(section, {}).get(key, value) != value and key != "output_dir"
     ]
     if changed:
         raise NewsloraError(
