@@ -131,8 +131,17 @@ def test_int8_export_is_smaller_and_mostly_agrees(lively_run, test_texts, tmp_pa
     texts = pd.read_csv(test_texts, keep_default_na=False)["text"].tolist()[:2000]
     _, int8 = load_predictor(tmp_path / "q")
     _, fp32 = load_predictor(lively_run)
-    agree = np.mean(int8(texts).argmax(1) == fp32(texts).argmax(1))
-    assert agree >= 0.9, agree  # a random tiny model has many close calls; MiniLM: benchmarks/
+    exact, quantised = fp32(texts), int8(texts)
+    same = quantised.argmax(1) == exact.argmax(1)
+    # A random tiny model (weights drawn wide) has many close calls, and how int8 treats them
+    # depends on the CPU's int8 kernels: 0.86 of labels agree on an AVX2-only CPU (0.965 on
+    # the half where fp32's top-two margin is largest), more with VNNI. A broken export would
+    # agree on ~1/4 of rows. MiniLM itself: benchmarks/results/export.md.
+    top2 = np.sort(exact, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    clear = margin >= np.median(margin)
+    assert same[clear].mean() >= 0.95, same[clear].mean()
+    assert same.mean() >= 0.8, same.mean()
 
 
 def _moved_run(folder, model_path, *overrides):
