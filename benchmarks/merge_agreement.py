@@ -21,7 +21,7 @@ from speed_machine import device_label
 from newslora.config import AG_NEWS_LABELS
 from newslora.data import load_examples
 from newslora.files import write_json
-from newslora.predict import load_run, predict_logits
+from newslora.predict import load_run, predict_logits, run_config
 
 OUT = RESULTS / "merge_agreement.json"
 
@@ -36,7 +36,7 @@ def logits(run, texts, merge, precision, cfg):
 
 
 def measure(run, rows, precision):
-    cfg, _, _ = load_run(run, merge=False)
+    cfg = run_config(run)  # settings only: each path loads its own model below
     test = load_examples(DATA / "agnews" / "test.csv", AG_NEWS_LABELS, need_labels=True)
     test = test.head(rows) if rows else test
     texts, labels = list(test["text"]), test["label"].to_numpy()

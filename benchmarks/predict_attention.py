@@ -4,9 +4,9 @@
 
 The run's model with LoRA merged (what `newslora predict` runs) predicts a seeded sample of
 the official test split in fp32, once per kernel per repeat, alternating, so drift of the
-machine falls on both. `model.attention = "auto"` takes the kernel this measures as faster for
-inference. Writes results/predict_attention.json (one row per run, device and kernel; a rerun
-replaces them) and the Markdown table beside it.
+machine falls on both. `model.attention = "auto"` keeps transformers' default (SDPA) for
+inference unless this shows eager faster (it did not). Writes results/predict_attention.json
+(one row per run, device and kernel; a rerun replaces them) and the Markdown table beside it.
 """
 
 import argparse
@@ -36,6 +36,17 @@ def rate(run, cfg, kernel, texts):
     return len(texts) / (time.perf_counter() - start)
 
 
+def markdown(rows):
+    header = ["run", "device", "kernel", "rows", "precision", "rows/s (each repeat)", "best"]
+    lines = [
+        [Path(r["run"]).name, r["device"], r["kernel"], f"{r['rows']:,}", r["precision"],
+         ", ".join(f"{v:.1f}" for v in r["rows_per_s"]), r["best_rows_per_s"]]
+        for r in rows
+    ]  # fmt: skip
+    intro = ["# Inference speed by attention kernel", "", __doc__.split("\n\n")[2].strip(), ""]
+    return "\n".join(intro + table(header, lines)) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -59,14 +70,7 @@ def main():
             "best_rows_per_s": round(max(values), 1),
         })  # fmt: skip
     write_json(OUT, rows)
-    header = ["run", "device", "kernel", "rows", "precision", "rows/s (each repeat)", "best"]
-    lines = [
-        [Path(r["run"]).name, r["device"], r["kernel"], f"{r['rows']:,}", r["precision"],
-         ", ".join(f"{v:.1f}" for v in r["rows_per_s"]), r["best_rows_per_s"]]
-        for r in rows
-    ]  # fmt: skip
-    intro = ["# Inference speed by attention kernel", "", __doc__.split("\n\n")[2].strip(), ""]
-    write_text(OUT.with_suffix(".md"), "\n".join(intro + table(header, lines)) + "\n")
+    write_text(OUT.with_suffix(".md"), markdown(rows))
 
 
 if __name__ == "__main__":
