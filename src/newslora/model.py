@@ -98,6 +98,13 @@ def device_name():
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def peak_gpu_mb():
+    """The most GPU memory this process has allocated (MB); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20)
+
+
 def resolve_name(name):
     """`python:MODULE` -> MODULE.get_model_path() if it has one, else the package's folder
     (for packages that only ship files); anything else unchanged."""

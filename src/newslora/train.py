@@ -46,6 +46,7 @@ from newslora.model import (
     build_model,
     device_name,
     load_tokenizer,
+    peak_gpu_mb,
     save_model,
     store_frozen_linears,
 )
@@ -271,6 +272,7 @@ class Recipe:
                     "torch."
                 ),
                 "world_size": self.trainer.args.world_size,
+                "peak_gpu_mb": peak_gpu_mb(),
                 "teacher": self._teacher_summary(),
             },
         )
