@@ -3,12 +3,13 @@
 The device tool lends a GPU machine for minutes (15 per task, start-up and idle time counted),
 carries at most 64 MiB per call and gives the machine back after 30 s idle. That machine has
 PyTorch, transformers and peft, but not newslora's other packages, no weight packages and no
-network. So everything it needs travels in parts, over calls made back to back:
+network. So everything it needs travels in parts, over calls made back to back (DEVELOPERS.md,
+"A GPU session", says which jobs go in which call):
 
     python benchmarks/gpu_session.py pack      # here: .gpu/ parts (<= 30 MiB) and the call plan
     # on the GPU machine, one call per line of the plan `pack` prints (each carries its parts):
     python3 benchmarks/gpu_session.py stash    # keeps the parts this call brought
-    python3 benchmarks/gpu_session.py run accuracy merge speed torchrun   # the last call
+    python3 benchmarks/gpu_session.py run accuracy   # then: run merge speed torchrun ...
     python benchmarks/gpu_session.py merge FOLDER   # here: adds the rows that came back
 
 Groups: `base` (wheels of this venv's exact versions for CPython 3.12, the AG News files),
@@ -38,20 +39,25 @@ CALL_BYTES = 60 * 2**20
 # installed there with --no-deps, in this venv's versions (the GPU image lacks or differs)
 WHEELS = ["transformers", "peft", "datasets", "dill", "multiprocess", "tomli-w", "fsspec", "regex"]
 DATA_FILES = ["agnews/train_pool.csv", "agnews/test.csv", "competition/test_unlabelled.csv"]
-JOBS = ("accuracy", "merge", "speed", "torchrun")
+# accuracy rows (issue 10) by job: the recipe; the newslora run's adapter comes back too
+RECIPE_OF = {"accuracy": "newslora", "accuracy-full": "full", "accuracy-seed000": "seed000"}
+JOBS = (*RECIPE_OF, "merge", "speed", "torchrun")
 # The jobs' sizes. GPU: what the issues ask for. SMOKE: the same commands, small, on a CPU (a
 # dry run that catches a broken step before it costs device minutes).
 GPU = {
-    "encoder": "mpnet", "rows": 0, "val_rows": 2000, "epochs": 3,  # the whole train pool
+    "encoder": "mpnet", "rows": 0, "val_rows": 2000,  # the whole train pool
+    "epochs": {"newslora": 3, "full": 3, "seed000": 8},  # seed 000 ran ~8-11, at lr 2e-5
     "merge": ["--precision", "fp32,bf16"],
     "speed": ["--gpu", "--seed-steps", "61", "--scale-rows", "1000,10000,90000",
-              "--only", "seed,newslora,scaling"],
+              "--only", "seed,newslora,batches,scaling", "--batch-sizes", "64,256,1024"],
     "torchrun_steps": 60,
 }  # fmt: skip
 SMOKE = {
-    "encoder": "minilm", "rows": 1000, "val_rows": 200, "epochs": 0.1,
+    "encoder": "minilm", "rows": 1000, "val_rows": 200,
+    "epochs": {"newslora": 0.1, "full": 0.1, "seed000": 0.1},
     "merge": ["--precision", "fp32", "--rows", "300"],
-    "speed": ["--rows", "200", "--seed-steps", "3", "--only", "seed,newslora"],
+    "speed": ["--rows", "200", "--seed-steps", "3", "--only", "seed,newslora,batches",
+              "--batch-sizes", "16", "--batch-rows", "300"],
     "torchrun_steps": 5,
 }  # fmt: skip
 
@@ -225,21 +231,28 @@ def group_complete(group):
 
 
 def needs(job, size):
-    return size["encoder"] if job in ("accuracy", "merge") else "minilm"
+    return size["encoder"] if job in (*RECIPE_OF, "merge") else "minilm"
 
 
 def job_commands(job, out, env, size):
     py, bench = sys.executable, REPO / "benchmarks"
     runs = REPO / "benchmarks" / "runs"
-    encoder, rows, epochs = size["encoder"], size["rows"], size["epochs"]
-    run_name = f"{encoder}-newslora-{rows}-e{epochs:g}-s1"  # accuracy.py's folder for the row
-    if job == "accuracy":  # issue 10: newslora's recipe (<= 1M) on MPNet-base, the whole pool
-        acc = [py, bench / "accuracy.py", "--encoders", encoder, "--recipes", "newslora"]
-        acc += ["--rows", rows, "--val-rows", size["val_rows"], "--seeds", "1", "--epochs", epochs]
-        tar = ["tar", "czf", out / f"{run_name}.tar.gz", "-C", runs, "--exclude=checkpoints"]
-        return [[*acc, "--no-tfidf", "--out", out / "accuracy.json"], [*tar, run_name]]
+    encoder, rows = size["encoder"], size["rows"]
+
+    def run_name(recipe):  # accuracy.py's folder for the row
+        return f"{encoder}-{recipe}-{rows}-e{size['epochs'][recipe]:g}-s1"
+
+    if job in RECIPE_OF:  # issue 10: a recipe on MPNet-base, the whole pool
+        recipe = RECIPE_OF[job]
+        acc = [py, bench / "accuracy.py", "--encoders", encoder, "--recipes", recipe]
+        acc += ["--rows", rows, "--val-rows", size["val_rows"], "--seeds", "1"]
+        acc += ["--epochs", size["epochs"][recipe], "--no-tfidf", "--out", out / "accuracy.json"]
+        if recipe != "newslora":
+            return [acc]
+        tar = ["tar", "czf", out / f"{run_name(recipe)}.tar.gz", "-C", runs]
+        return [acc, [*tar, "--exclude=checkpoints", run_name(recipe)]]
     if job == "merge":  # issue 11: merged vs unmerged labels, fp32 and bf16
-        merge = [py, bench / "merge_agreement.py", runs / run_name, *size["merge"]]
+        merge = [py, bench / "merge_agreement.py", runs / run_name("newslora"), *size["merge"]]
         return [[*merge, "--out", out / "merge.json"]]
     if job == "speed":  # issue 11: both arms, RoBERTa-base (random weights) and MiniLM-L6
         return [[py, bench / "speed.py", *size["speed"], "--precision", "auto", "--results", out]]
@@ -274,10 +287,18 @@ def run_job(job, out, env, deadline, size):
     return "ok"
 
 
+PREFLIGHT = """import torch, transformers, peft, datasets, pyarrow, newslora.train
+print({m.__name__: m.__version__ for m in (torch, transformers, peft, datasets, pyarrow)})
+print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device")"""
+
+
 def run(args):
     out = Path(os.environ.get("OUT", HOME / "out"))
     out.mkdir(parents=True, exist_ok=True)
     deadline, env, record = time.monotonic() + args.budget_s, environment(), []
+    with open(out / "session.log", "a") as log:  # versions first; a broken install stops here
+        subprocess.run([sys.executable, "-c", PREFLIGHT], env=env, stdout=log, stderr=log,
+                       cwd=REPO, check=True)  # fmt: skip
     for job in args.jobs:
         began = time.monotonic()
         status = run_job(job, out, env, deadline, SMOKE if args.smoke else GPU)

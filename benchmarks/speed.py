@@ -248,19 +248,27 @@ def newslora_predict(ctx, run, small, big):
     }
 
 
-def newslora_arm(ctx, rows, max_length, precision):
+def newslora_arm(ctx, rows, max_length, precision, batch=None):
+    """`batch`: the shipped config's batch size unless given (then a row of its own, `newslora
+    batch N`: on a GPU, utilisation grows with the tokens per step)."""
     train, small, big = inputs(ctx.runs, rows)
-    run = ctx.runs / f"newslora-{ctx.label}-r{rows}-L{max_length}-{precision}"
+    batch_tag = f"-b{batch}" if batch else ""
+    run = ctx.runs / f"newslora-{ctx.label}-r{rows}-L{max_length}-{precision}{batch_tag}"
     overrides = newslora_overrides(ctx, train, rows, max_length, precision, run)
+    if batch:
+        overrides.append(f"train.batch_size={batch}")
+        arm, only = f"newslora batch {batch}", "batches"
+        flags = {"batch_sizes": batch, "batch_rows": rows}
+    else:
+        arm, only, flags = "newslora", "newslora" if max_length == 128 else "scaling", {}
     trained = newslora_training(ctx, run, overrides)
     summary = trained["summary"]
     predict = newslora_predict(ctx, run, small, big)
     cli = [trained["command"], *(shlex.join(c[1:]) for c in predict.pop("cmds"))]
     return make_row(
-        ctx, "newslora", rows, max_length, newslora_precision(precision), trained["rates"],
+        ctx, arm, rows, max_length, newslora_precision(precision), trained["rates"],
         predict.pop("rate"), trained["done"],
-        repro(ctx, "newslora" if max_length == 128 else "scaling", rows=rows,
-              max_lengths=max_length, precision=precision),
+        repro(ctx, only, rows=rows, max_lengths=max_length, precision=precision, **flags),
         batch_size=trained["batch_size"], warmup_steps=WARMUP, train_rows=summary["train_rows"],
         steps=summary["steps"], trainer_samples_per_s=summary["train_samples_per_s"],
         train_wall_s=summary["wall_s"], predict_rows=PREDICT_ROWS, **predict,
@@ -321,6 +329,11 @@ def plan(ctx, args):
             rows = 10_000 if lever.startswith("eval-pass") else base
             run = (lambda name, r: lambda: lever_arm(ctx, name, r, auto))(lever, rows)
             items.append((f"newslora lever: {lever}", rows, 128, newslora_precision(auto), run))
+    if "batches" in args.only:  # the issue's MFU is for batch >= 64
+        for batch in args.batch_sizes:
+            rows = args.batch_rows
+            run = (lambda r, b: lambda: newslora_arm(ctx, r, 128, auto, b))(rows, batch)
+            items.append((f"newslora batch {batch}", rows, 128, newslora_precision(auto), run))
     if "scaling" in args.only:
         items += [newslora_item(base, length, auto) for length in args.max_lengths]
         items += [newslora_item(rows, 128, auto) for rows in args.scale_rows]
@@ -361,6 +374,13 @@ def main():
     parser.add_argument("--max-lengths", type=csv(int), default=[64, 128, 256])
     parser.add_argument("--precision", type=csv(str), default=["auto", "fp32"])
     parser.add_argument("--levers", type=csv(str), default=LEVERS)
+    parser.add_argument(
+        "--batch-sizes",
+        type=csv(int),
+        default=[64, 256, 1024],
+        help="--only batches: newslora at these batch sizes, on --batch-rows rows",
+    )
+    parser.add_argument("--batch-rows", type=int, default=20_000)
     parser.add_argument("--seed-steps", type=int, default=7, help="seed arm: steps, 1 warm-up")
     parser.add_argument("--encoder", default=MINILM, help="model.name for CPU rows")
     parser.add_argument("--gpu", action="store_true", help="GPU rows: RoBERTa-base + MiniLM")

@@ -111,6 +111,29 @@ def test_table_ratios_and_upsert(tmp_path):
     assert "goal >= 40%: NOT met" in table
 
 
+def test_gpu_goals_ratios_and_mfu_by_batch(tmp_path):
+    """On a GPU: the 4x / 10x goals against the seed's fp16, and MFU checked on the best
+    RoBERTa-base LoRA row at batch >= 64 (rows at another batch or encoder do not count)."""
+    gpu = {"device": "NVIDIA H200", "encoder": "roberta-base (random weights)"}
+    rows = [
+        _row("seed000-pipeline", "fp16", 100.0, 50.0, max_length=512) | gpu,
+        _row("newslora", "bf16", 450.0, 600.0) | gpu | {"mfu": 0.05, "batch_size": 32},
+        _row("newslora batch 64", "bf16", 900.0, 600.0) | gpu | {"mfu": 0.12, "batch_size": 64},
+        _row("newslora batch 1024", "bf16", 3e3, 600.0) | gpu | {"mfu": 0.41, "batch_size": 1024},
+        _row("newslora batch 1024", "bf16", 3e3, 600.0) | {"mfu": 0.6, "batch_size": 1024},
+    ]
+    lines = report.ratios(rows[:2])
+    assert lines == [
+        "* roberta-base (random weights), 1,000 rows, newslora bf16 vs seed fp16: training "
+        "**4.5x**, prediction **12.0x** (GPU goal >= 4x / 10x: met)"
+    ]
+    (goal,) = report.mfu_goal(rows)
+    assert "at batch 1024: MFU **41.0%**" in goal and "(goal >= 35% at batch >= 64: met)" in goal
+    assert goal.endswith("by batch: 64: 12.0%, 1024: 41.0%")  # MiniLM's 60% is not RoBERTa's
+    assert "NOT met" in report.mfu_goal(rows[:3])[0]
+    assert report.mfu_goal(rows[1:2]) == []  # batch 32 is below the goal's batch
+
+
 def test_measured_rows_are_skipped_unless_forced(tmp_path):
     speed = _bench("speed")
     ctx = speed.Ctx(speed.MINILM, "minilm-l6", False, tmp_path, tmp_path, False, "cpu (test)")
