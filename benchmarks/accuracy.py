@@ -68,13 +68,18 @@ def recipe_label(args, recipe):
     return " ".join([recipe, *args.set])
 
 
+def run_name(encoder, recipe, rows, epochs, sets, seed):
+    """The run's folder under benchmarks/runs: what was run, levers as a hash of their text."""
+    rows = f"-{rows}" if rows != 8000 else ""  # 8000: the runs before --rows existed
+    epochs = f"-e{epochs:g}" if epochs else ""
+    levers = "-" + hashlib.sha1(" ".join(sets).encode()).hexdigest()[:6] if sets else ""
+    return f"{encoder}-{recipe}{rows}{epochs}{levers}-s{seed}"
+
+
 def run_recipe(args, encoder, recipe, seed):
     config = RECIPES[recipe][0]
     extra = lever_overrides(args, recipe)
-    rows = f"-{args.rows}" if args.rows != 8000 else ""  # 8000: the runs before --rows existed
-    epochs = f"-e{args.epochs:g}" if args.epochs else ""
-    levers = "-" + hashlib.sha1(" ".join(args.set).encode()).hexdigest()[:6] if args.set else ""
-    run_dir = RUNS / f"{encoder}-{recipe}{rows}{epochs}{levers}-s{seed}"
+    run_dir = RUNS / run_name(encoder, recipe, args.rows, args.epochs, args.set, seed)
     overrides = [
         f"model.name={ENCODERS[encoder]}",
         f"train.output_dir={run_dir}",

@@ -39,9 +39,14 @@ CALL_BYTES = 60 * 2**20
 # installed there with --no-deps, in this venv's versions (the GPU image lacks or differs)
 WHEELS = ["transformers", "peft", "datasets", "dill", "multiprocess", "tomli-w", "fsspec", "regex"]
 DATA_FILES = ["agnews/train_pool.csv", "agnews/test.csv", "competition/test_unlabelled.csv"]
-# accuracy rows (issue 10) by job: the recipe; the newslora run's adapter comes back too
-RECIPE_OF = {"accuracy": "newslora", "accuracy-full": "full", "accuracy-seed000": "seed000"}
-JOBS = (*RECIPE_OF, "merge", "speed", "torchrun")
+# accuracy rows (issue 10), by job: the recipe and its levers; newslora runs' adapters come back
+ACCURACY_JOBS = {
+    "accuracy": ("newslora", []),
+    "accuracy-full": ("full", []),
+    "accuracy-seed000": ("seed000", []),
+    "accuracy-distill": ("newslora", ["train.teacher={full}"]),  # taught by accuracy-full's run
+}
+JOBS = (*ACCURACY_JOBS, "merge", "speed", "torchrun")
 # The jobs' sizes. GPU: what the issues ask for. SMOKE: the same commands, small, on a CPU (a
 # dry run that catches a broken step before it costs device minutes).
 GPU = {
@@ -231,28 +236,32 @@ def group_complete(group):
 
 
 def needs(job, size):
-    return size["encoder"] if job in (*RECIPE_OF, "merge") else "minilm"
+    return size["encoder"] if job in (*ACCURACY_JOBS, "merge") else "minilm"
 
 
 def job_commands(job, out, env, size):
     py, bench = sys.executable, REPO / "benchmarks"
     runs = REPO / "benchmarks" / "runs"
+    from accuracy import run_name
+
     encoder, rows = size["encoder"], size["rows"]
 
-    def run_name(recipe):  # accuracy.py's folder for the row
-        return f"{encoder}-{recipe}-{rows}-e{size['epochs'][recipe]:g}-s1"
+    def name(recipe, sets=()):  # accuracy.py's folder for the row, seed 1
+        return run_name(encoder, recipe, rows, size["epochs"][recipe], list(sets), 1)
 
-    if job in RECIPE_OF:  # issue 10: a recipe on MPNet-base, the whole pool
-        recipe = RECIPE_OF[job]
+    if job in ACCURACY_JOBS:  # issue 10: a recipe on MPNet-base, the whole pool
+        recipe, sets = ACCURACY_JOBS[job]
+        sets = [s.format(full=f"benchmarks/runs/{name('full')}") for s in sets]
         acc = [py, bench / "accuracy.py", "--encoders", encoder, "--recipes", recipe]
         acc += ["--rows", rows, "--val-rows", size["val_rows"], "--seeds", "1"]
-        acc += ["--epochs", size["epochs"][recipe], "--no-tfidf", "--out", out / "accuracy.json"]
+        acc += ["--epochs", size["epochs"][recipe], *(x for s in sets for x in ("--set", s))]
+        acc += ["--no-tfidf", "--out", out / "accuracy.json"]
         if recipe != "newslora":
             return [acc]
-        tar = ["tar", "czf", out / f"{run_name(recipe)}.tar.gz", "-C", runs]
-        return [acc, [*tar, "--exclude=checkpoints", run_name(recipe)]]
+        tar = ["tar", "czf", out / f"{name(recipe, sets)}.tar.gz", "-C", runs]
+        return [acc, [*tar, "--exclude=checkpoints", name(recipe, sets)]]
     if job == "merge":  # issue 11: merged vs unmerged labels, fp32 and bf16
-        merge = [py, bench / "merge_agreement.py", runs / run_name("newslora"), *size["merge"]]
+        merge = [py, bench / "merge_agreement.py", runs / name("newslora"), *size["merge"]]
         return [[*merge, "--out", out / "merge.json"]]
     if job == "speed":  # issue 11: both arms, RoBERTa-base (random weights) and MiniLM-L6
         return [[py, bench / "speed.py", *size["speed"], "--precision", "auto", "--results", out]]
@@ -296,6 +305,7 @@ def run(args):
     out = Path(os.environ.get("OUT", HOME / "out"))
     out.mkdir(parents=True, exist_ok=True)
     deadline, env, record = time.monotonic() + args.budget_s, environment(), []
+    sys.path[:0] = env["PYTHONPATH"].split(":")  # job_commands reads accuracy.py's names
     with open(out / "session.log", "a") as log:  # versions first; a broken install stops here
         subprocess.run([sys.executable, "-c", PREFLIGHT], env=env, stdout=log, stderr=log,
                        cwd=REPO, check=True)  # fmt: skip
