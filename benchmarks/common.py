@@ -69,6 +69,11 @@ def _line(cells):
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _device(row):
+    """The device and, where recorded, the precision it trained in: `cpu (2 threads), bfloat16`."""
+    return ", ".join(x for x in (row["device"], row.get("precision")) if x)
+
+
 def accuracy_markdown(rows):
     """One line per (encoder, recipe, training rows): mean and spread over seeds."""
     groups = {}
@@ -96,7 +101,7 @@ def accuracy_markdown(rows):
                 epochs_of(group[0]),
                 f"{np.mean([r['wall_s'] for r in group]):.0f}",
                 f"{np.mean(speed) if speed else float('nan'):.1f}",
-                group[0]["device"],
+                _device(group[0]),
                 _mean(group, "ood_accuracy"),
                 _mean(group, "competition_ag_accuracy"),
             ]
