@@ -87,6 +87,11 @@ def download_wheels(folder, python):
     subprocess.run(cmd + pins, check=True)
 
 
+def cast_floats(tensors, dtype):
+    """The state dict with its floating-point tensors in `dtype` (integer buffers as they are)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+
+
 def bf16_copy(model_dir, dest):
     """The encoder's folder with model.safetensors in bf16 (half the bytes to carry)."""
     import torch
@@ -94,7 +99,7 @@ def bf16_copy(model_dir, dest):
 
     shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("model.safetensors", "onnx*"))
     tensors = load_file(Path(model_dir) / "model.safetensors")
-    tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
+    tensors = cast_floats(tensors, torch.bfloat16)
     save_file(tensors, dest / "model.bf16.safetensors")
 
 
@@ -202,10 +207,11 @@ def assemble(group):
     tar.unlink()
     bf16 = HOME / group / "model.bf16.safetensors"
     if bf16.is_file():
+        import torch
         from safetensors.torch import load_file, save_file
 
         tensors = load_file(bf16)
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        tensors = cast_floats(tensors, torch.float32)
         save_file(tensors, HOME / group / "model.safetensors")
         bf16.unlink()
         print(f"{group}: {sum(v.numel() for v in tensors.values()):,} weights, fp32", flush=True)

@@ -33,8 +33,7 @@ def weights_group(folder):
     tensors = {"w": torch.randn(64, 256), "ids": torch.arange(10)}
     folder.mkdir()
     (folder / "config.json").write_text('{"hidden_size": 256}')
-    bf16 = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
-    save_file(bf16, folder / "model.bf16.safetensors")
+    save_file(gpu.cast_floats(tensors, torch.bfloat16), folder / "model.bf16.safetensors")
     return tensors
 
 
