@@ -4,6 +4,8 @@
     python benchmarks/accuracy.py --encoders mpnet --recipes newslora,seed000 --rows 2000 --seeds 1
     python benchmarks/accuracy.py --recipes newslora --rows 0 --val-rows 2000 --seeds 1 --epochs 3
                                                         # the whole train pool (87,862 rows)
+    ... --eval-every 1000                               # checkpoints every 1,000 steps: a run
+                                                        # cut short resumes on the next call
     python benchmarks/accuracy.py --recipes newslora --set train.lr=1e-3 --set lora.rslora=false
                                                         # a lever: the same rows, one change
 
@@ -86,9 +88,15 @@ def run_recipe(args, encoder, recipe, seed):
         *subset_overrides(args, seed),
         *extra,
     ]
+    if args.eval_every:  # cadence, not a lever: where checkpoints fall, so a long run resumes
+        overrides.append(f"train.eval_every={args.eval_every}")
+    resumed = any((run_dir / "checkpoints").glob("checkpoint-*"))  # an interrupted run
     start = time.perf_counter()
-    newslora("train", REPO / config, *overrides)
+    newslora("train", REPO / config, *overrides, *(["--resume"] if resumed else []))
     wall = time.perf_counter() - start
+    segments = segment_walls(run_dir)
+    if resumed:  # every invocation's training time, the interrupted ones' included
+        wall = sum(segments)
     newslora("evaluate", run_dir)
     submission = run_dir / "submission.csv"
     newslora("predict", run_dir, DATA / "competition" / "test_unlabelled.csv", submission)
@@ -112,7 +120,23 @@ def run_recipe(args, encoder, recipe, seed):
         "precision": summary["precision"],
         "config": config,
         "overrides": extra,
+        **({"eval_every": args.eval_every} if args.eval_every else {}),
+        **({"train_segments": len(segments)} if resumed else {}),
     }
+
+
+def segment_walls(run_dir):
+    """Seconds from first to last logged step of each `newslora train` on the run (one
+    TensorBoard folder per invocation): a resumed run's training time is their sum."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    walls = []
+    for folder in sorted((run_dir / "tensorboard").glob("*/")):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        times = [e.wall_time for e in acc.Scalars("train/loss")] if acc.Tags()["scalars"] else []
+        walls.append(max(times) - min(times) if times else 0.0)
+    return walls
 
 
 def run_tfidf(args, seed, whole_pool=False):
@@ -163,6 +187,11 @@ def main():
         help="a config override for every recipe run (a lever: lr, lora.rslora, ...); repeatable",
     )  # fmt: skip
     parser.add_argument("--val-rows", type=int, default=500)
+    parser.add_argument(
+        "--eval-every", type=int, default=0,
+        help="evaluate and checkpoint every N steps (0: the recipe's, once per epoch); a run "
+        "interrupted after a checkpoint continues from it on the next invocation",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     parser.add_argument("--no-tfidf", action="store_true", help="leave out the TF-IDF rows")
     args = parser.parse_args()

@@ -13,6 +13,8 @@ Arms, each in its own process (its peak RSS is the arm's memory):
     subprocesses, one epoch over the same rows. Step times come from the run's TensorBoard
     events (train.logging_steps=1); prediction rows/s is the difference between a 10x and a
     1x input, so process start-up and model loading cancel;
+  * newslora onnx int8 (prediction only): the newslora arm's run through `newslora export
+    --format onnx --quantize int8` and `newslora predict` on ONNX Runtime, timed the same way;
   * levers (experiments, src/ unchanged): benchmarks/speed_levers.py.
 Rows land in results/speed.json as each finishes (a rerun skips them; --force redoes them)
 and results/speed.md is rewritten from the JSON. speed_report.py holds the pure parts (token
@@ -22,11 +24,13 @@ windows, FLOPs, the table), speed_machine.py what touches the machine (processes
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from newslora.files import write_json
@@ -215,15 +219,17 @@ def newslora_training(ctx, run, overrides):
     return result | {"command": shlex.join(cmd[1:])}
 
 
-def newslora_predict(ctx, run, small, big):
-    """Prediction rows/s of the run, `newslora predict` timed on the 1x and 10x inputs: the
-    difference leaves out start-up and model loading. Where `predict` fails, `newslora
-    evaluate`'s own timing of its prediction loop (same predict_with_config) on the 10x input."""
-    cli, cmds, runs = [sys.executable, "-m", "newslora"], [], []
+def newslora_predict(ctx, run, small, big, out_dir=None):
+    """Prediction rows/s of the run (or export folder), `newslora predict` timed on the 1x and
+    10x inputs: the difference leaves out start-up and model loading. Where `predict` fails,
+    `newslora evaluate`'s own timing of its prediction loop (same predict_with_config) on the
+    10x input. The label files land in `out_dir` (the run's folder unless given)."""
+    cli, cmds, runs, out_dir = [sys.executable, "-m", "newslora"], [], [], out_dir or run
     log = ctx.runs / "logs" / run.name
     try:
         for texts in (small, big):
-            cmds.append([*cli, "predict", str(run), str(texts), str(run / f"{texts.stem}.csv")])
+            out = str(out_dir / f"{texts.stem}.csv")
+            cmds.append([*cli, "predict", str(run), str(texts), out])
             runs.append(checked(cmds[-1], log.with_suffix(f".{texts.stem}.log")))
         rows = PREDICT_ROWS * (PREDICT_REPEAT - 1)
         how = f"newslora predict: {rows:,} rows / (wall of the 10x input - wall of the 1x input)"
@@ -245,6 +251,7 @@ def newslora_predict(ctx, run, small, big):
         "cmds": cmds,
         "predict_command_s": [round(r["wall_s"], 1) for r in runs],
         "predict_other_cores": max(r["other_cores"] for r in runs),
+        "predict_peak_mb": max(r["peak_mb"] for r in runs),
     }
 
 
@@ -275,6 +282,40 @@ def newslora_arm(ctx, rows, max_length, precision, batch=None):
         peak_gpu_mb=summary.get("peak_gpu_mb"),
         cli=[c.replace(str(REPO) + "/", "") for c in cli],
     )  # fmt: skip
+
+
+def onnx_arm(ctx, rows, precision):
+    """Prediction only: the newslora arm's run (trained here if it is not yet), exported with
+    `newslora export --format onnx --quantize int8` and predicted by `newslora predict` on
+    ONNX Runtime; the torch path's prediction is timed again beside it, and its labels are
+    compared with ONNX Runtime's on the same rows."""
+    train, small, big = inputs(ctx.runs, rows)
+    run = ctx.runs / f"newslora-{ctx.label}-r{rows}-L128-{precision}"
+    trained = newslora_training(ctx, run, newslora_overrides(ctx, train, rows, 128, precision, run))
+    export = run.with_name(run.name + "-onnx-int8")
+    if not (export / "newslora_export.json").is_file() or ctx.force:
+        shutil.rmtree(export, ignore_errors=True)
+        cmd = [sys.executable, "-m", "newslora", "export", str(run), str(export)]
+        checked([*cmd, "--format", "onnx", "--quantize", "int8"], ctx.runs / "logs" / export.name)
+    labels = export.with_name(export.name + "-labels")
+    labels.mkdir(exist_ok=True)
+    predict = newslora_predict(ctx, export, small, big, out_dir=labels)
+    torch_rate = newslora_predict(ctx, run, small, big)["rate"]  # side by side, same rows
+    agree = label_agreement(run / f"{big.stem}.csv", labels / f"{big.stem}.csv")
+    done = {"peak_mb": predict.pop("predict_peak_mb"), "other_cores": 0.0}
+    cli = [trained["command"], *(shlex.join(c[1:]) for c in predict.pop("cmds"))]
+    return make_row(
+        ctx, "newslora onnx int8", rows, 128, "int8", None, predict.pop("rate"), done,
+        repro(ctx, "onnx", rows=rows), predict_rows=PREDICT_ROWS, labels_agree_with_torch=agree,
+        torch_predict_rows_per_s=round(torch_rate, 1),
+        cli=[c.replace(str(REPO) + "/", "") for c in cli], **predict,
+    )  # fmt: skip
+
+
+def label_agreement(a, b):
+    """% of rows where two `ID,Label` files agree."""
+    left, right = (pd.read_csv(p)["Label"] for p in (a, b))
+    return round(100 * float((left == right).mean()), 2)
 
 
 def lever_arm(ctx, lever, rows, precision):
@@ -334,6 +375,9 @@ def plan(ctx, args):
             rows = args.batch_rows
             run = (lambda r, b: lambda: newslora_arm(ctx, r, 128, auto, b))(rows, batch)
             items.append((f"newslora batch {batch}", rows, 128, newslora_precision(auto), run))
+    if "onnx" in args.only and not ctx.gpu:  # prediction through ONNX Runtime, int8
+        run = lambda: onnx_arm(ctx, base, auto)  # noqa: E731
+        items.append(("newslora onnx int8", base, 128, "int8", run))
     if "scaling" in args.only:
         items += [newslora_item(base, length, auto) for length in args.max_lengths]
         items += [newslora_item(rows, 128, auto) for rows in args.scale_rows]
@@ -368,7 +412,9 @@ def encoders(args, runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     csv = lambda kind: lambda text: [kind(x) for x in text.split(",") if x]  # noqa: E731
-    parser.add_argument("--only", type=csv(str), default=["seed", "newslora", "scaling", "levers"])
+    parser.add_argument(
+        "--only", type=csv(str), default=["seed", "newslora", "onnx", "scaling", "levers"]
+    )
     parser.add_argument("--rows", type=int, default=1000, help="rows for the side-by-side arms")
     parser.add_argument("--scale-rows", type=csv(int), default=[1000, 10_000])
     parser.add_argument("--max-lengths", type=csv(int), default=[64, 128, 256])

@@ -232,6 +232,34 @@ def mfu_goal(rows):
     ]
 
 
+def onnx_lines(rows):
+    """The ONNX Runtime int8 prediction rows against the seed's and the torch path's (timed
+    beside it in the same arm where the row has it, else the newslora row's)."""
+    lines = []
+    for r in (r for r in rows if r["arm"] == "newslora onnx int8"):
+        same = [x for x in rows if (x["encoder"], x["rows"]) == (r["encoder"], r["rows"])]
+        seed = next((x for x in same if x["arm"] == "seed000-pipeline"), None)
+        torch_rows = [x for x in same if x["arm"] == "newslora" and x["max_length"] == 128]
+        shipped = _pick(torch_rows, "newslora", auto_precision(r["device"]), r["rows"])
+        torch_rate = r.get("torch_predict_rows_per_s") or (shipped or {}).get("predict_rows_per_s")
+        versus = [
+            f"**{r['predict_rows_per_s'] / rate:.1f}x** {name}"
+            for rate, name in ((seed and seed["predict_rows_per_s"], "the seed's"),
+                               (torch_rate, "the torch path's"))
+            if rate
+        ]  # fmt: skip
+        lines.append(
+            f"* {r['encoder']}, prediction through ONNX Runtime, int8 (`newslora export RUN "
+            f"OUT --format onnx --quantize int8`, then `newslora predict OUT`): "
+            f"{r['predict_rows_per_s']:,.1f} rows/s, {', '.join(versus)} "
+            f"({auto_precision(r['device'])}); its labels agree with the torch "
+            f"path's on {r['labels_agree_with_torch']}% of the {r['predict_rows']} rows "
+            "(on the whole test split: results/export.md). An opt-in path: `newslora predict` "
+            "on a run stays in torch."
+        )
+    return lines
+
+
 def _lever_note(row):
     """The row's note, and the attention kernel its run used (the baseline's changed)."""
     attention = (row.get("lever") or {}).get("attention")
@@ -380,7 +408,8 @@ def markdown(rows):
             r for r in part
             if not r["arm"].startswith("newslora lever") and r["train_samples_per_s"]
         ]  # fmt: skip
-        out += [f"## {device}", "", *main_table(main), "", *ratios(main), *mfu_goal(main), ""]
+        out += [f"## {device}", "", *main_table(main), "", *ratios(main), *mfu_goal(main)]
+        out += [*onnx_lines(part), ""]
         levers = lever_table(part)
         if levers:
             out += ["### Experiments on newslora's training (one change each)", "", *levers, ""]

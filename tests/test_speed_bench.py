@@ -111,6 +111,23 @@ def test_table_ratios_and_upsert(tmp_path):
     assert "goal >= 40%: NOT met" in table
 
 
+def test_onnx_int8_prediction_against_both_paths():
+    """The ONNX Runtime row is prediction only: compared with the seed's prediction and with
+    the torch path's at the machine's own precision (fp32 here: 'no bf16 units')."""
+    fp32 = {"device": "cpu (test, no bf16 units)"}
+    onnx = _row("newslora onnx int8", "int8", 1.0, 240.0) | fp32 | {"train_samples_per_s": None}
+    rows = [
+        _row("seed000-pipeline", "fp32", 2.0, 8.0, max_length=512) | fp32,
+        _row("newslora", "fp32", 20.0, 80.0) | fp32,
+        _row("newslora", "fp32", 20.0, 60.0, max_length=64) | fp32,  # not the 128 row
+        onnx | {"labels_agree_with_torch": 99.5, "predict_rows": 400},
+    ]
+    (line,) = report.onnx_lines(rows)
+    assert "240.0 rows/s, **30.0x** the seed's, **3.0x** the torch path's (fp32)" in line
+    assert "agree with the torch path's on 99.5% of the 400 rows" in line
+    assert report.onnx_lines(rows[:3]) == []
+
+
 def test_gpu_goals_ratios_and_mfu_by_batch(tmp_path):
     """On a GPU: the 4x / 10x goals against the seed's fp16, and MFU checked on the best
     RoBERTa-base LoRA row at batch >= 64 (rows at another batch or encoder do not count)."""

@@ -177,8 +177,8 @@ def _recipe_rows(cfg, summary):
     rows.append(
         f"| training | lr {t.lr}, batch {t.batch_size}, epochs {t.epochs}"
         + (f", max steps {t.max_steps}" if t.max_steps > 0 else "")
-        + f", warm-up {t.warmup_ratio}, weight decay {t.weight_decay}, seed {t.seed}, "
-        f"max length {cfg.model.max_length} |"
+        + f", warm-up {t.warmup_ratio} then {t.schedule}, weight decay {t.weight_decay}, "
+        f"seed {t.seed}, max length {cfg.model.max_length} |"
     )
     if summary:
         total = summary["params"]["total_params"]

@@ -107,7 +107,10 @@ class TrainConfig:
     eval_batch_size: int = _f(64, "Evaluation batch size per device.")
     lr: float = _f(5e-4, "Peak learning rate (AdamW).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
-    warmup_ratio: float = _f(0.06, "Share of steps with linear warm-up; then linear decay.")
+    warmup_ratio: float = _f(0.06, "Share of steps with linear warm-up, then `schedule`.")
+    schedule: str = _f(
+        "linear", "Learning rate after warm-up: `linear` or `cosine` decay to 0, or `constant`."
+    )
     eval_every: int = _f(0, "Evaluate and checkpoint every N steps; 0 = once per epoch.")
     early_stopping: int = _f(0, "Stop after N evaluations without a better val accuracy; 0 = off.")
     group_by_length: bool = _f(True, "Batch rows of similar length together (less padding).")
@@ -287,6 +290,7 @@ def validate(cfg):
         ("model", "attention"): ("auto", "eager", "sdpa"),
         ("lora", "bias"): ("none", "lora_only", "all"),
         ("train", "precision"): ("auto", "fp32", "fp16", "bf16"),
+        ("train", "schedule"): ("linear", "cosine", "constant"),
     }
     for (section, key), allowed in choices.items():
         value = getattr(getattr(cfg, section), key)

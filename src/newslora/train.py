@@ -53,6 +53,8 @@ from newslora.model import (
 from newslora.predict import fit_temperature
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
+# train.schedule -> transformers' scheduler; each starts with train.warmup_ratio of warm-up
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
 
 def accuracy(eval_pred):
@@ -191,7 +193,7 @@ class Recipe:
             learning_rate=t.lr,
             weight_decay=t.weight_decay,
             warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
-            lr_scheduler_type="linear",
+            lr_scheduler_type=SCHEDULES[t.schedule],
             eval_strategy=strategy,
             save_strategy=strategy,
             eval_steps=t.eval_every or None,
