@@ -84,3 +84,29 @@ def test_every_script_uses_the_shared_module_not_a_sibling_script():
     assert common.table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |"]
     rows = [{"recipe": "r", "seed": 1, "benchmark": "augment"}, {"recipe": "r", "seed": 2}]
     assert common.done(rows, ("recipe", "seed"), benchmark="augment") == {("r", 1)}
+
+
+def test_a_resumed_run_counts_every_invocations_training_time(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """accuracy.py resumes a run cut short after a checkpoint; its wall time is the sum of
+    each invocation's first-to-last logged step, one TensorBoard folder per invocation."""
+    import shutil
+    import time
+
+    from conftest import tiny_config
+
+    from newslora.config import load_config
+    from newslora.train import Recipe
+
+    bench = _benchmark("accuracy")
+    run = tmp_path / "run"
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run, "save_total_limit = 5"))
+    cfg = lambda: load_config(config, ["train.precision=fp32"])  # noqa: E731
+    Recipe(cfg()).setup().train().save()
+    (first,) = bench.segment_walls(run)
+    shutil.rmtree(run / "checkpoints" / "checkpoint-8")  # cut short after step 4
+    time.sleep(1.1)  # the TensorBoard folder is named to the second
+    Recipe(cfg()).setup(resume=True).train().save()
+    walls = bench.segment_walls(run)
+    assert len(walls) == 2 and walls[0] == first and all(w > 0 for w in walls)
