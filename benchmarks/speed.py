@@ -302,7 +302,10 @@ def onnx_arm(ctx, rows, precision):
     predict = newslora_predict(ctx, export, small, big, out_dir=labels)
     torch_rate = newslora_predict(ctx, run, small, big)["rate"]  # side by side, same rows
     agree = label_agreement(run / f"{big.stem}.csv", labels / f"{big.stem}.csv")
-    done = {"peak_mb": predict.pop("predict_peak_mb"), "other_cores": 0.0}
+    done = {
+        "peak_mb": predict.pop("predict_peak_mb"),
+        "other_cores": predict["predict_other_cores"],
+    }
     cli = [trained["command"], *(shlex.join(c[1:]) for c in predict.pop("cmds"))]
     return make_row(
         ctx, "newslora onnx int8", rows, 128, "int8", None, predict.pop("rate"), done,
