@@ -94,7 +94,7 @@ def run_recipe(args, encoder, recipe, seed):
     start = time.perf_counter()
     newslora("train", REPO / config, *overrides, *(["--resume"] if resumed else []))
     wall = time.perf_counter() - start
-    segments = segment_walls(run_dir)
+    segments = segment_walls(run_dir) if resumed else []
     if resumed:  # every invocation's training time, the interrupted ones' included
         wall = sum(segments)
     newslora("evaluate", run_dir)
@@ -121,7 +121,7 @@ def run_recipe(args, encoder, recipe, seed):
         "config": config,
         "overrides": extra,
         **({"eval_every": args.eval_every} if args.eval_every else {}),
-        **({"train_segments": len(segments)} if resumed else {}),
+        **({"train_segments": len(segments)} if segments else {}),
     }
 
 
