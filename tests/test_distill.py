@@ -2,15 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import copy_run, tiny_config
 from test_train import _losses
 
 from newslora import NewsloraError
 from newslora.config import load_config
-from newslora.distill import distill_loss
+from newslora.distill import TEACHER_CACHE, distill_loss, teacher_logits
+from newslora.predict import run_config
 from newslora.train import Recipe
 
 
@@ -71,3 +73,15 @@ def test_a_wrong_teacher_is_refused_in_one_line(
     # the student's labels are a-d (ids 0-3 in the CSV), the teacher's AG News names
     with pytest.raises(NewsloraError, match="teacher's labels"):
         _train(write_config(other, "other.toml"), [f"train.teacher={lively_run}"])
+
+
+def test_the_teachers_logits_are_kept_for_a_resumed_run(lively_run, pool, tmp_path):
+    teacher = copy_run(lively_run, tmp_path)
+    labels, texts = run_config(teacher).data.labels, list(pool["title"][:20])
+    cache = tmp_path / "student" / TEACHER_CACHE
+    first = teacher_logits(teacher, labels, texts, cache)
+    assert first.shape == (20, 4) and cache.is_file()
+    (teacher / "config.toml").unlink()  # the teacher cannot load now: only the cache can answer
+    np.testing.assert_array_equal(teacher_logits(teacher, labels, texts, cache), first)
+    with pytest.raises(NewsloraError, match="not a finished"):  # other texts: not from the cache
+        teacher_logits(teacher, labels, texts[1:], cache)

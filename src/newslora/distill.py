@@ -14,6 +14,7 @@ from newslora import NewsloraError
 from newslora.predict import load_run, predict_with_config
 
 TEACHER_COLUMN = "teacher_logits"
+TEACHER_CACHE = "teacher_logits.npz"  # in the student's run directory
 
 
 def teacher_logits(teacher_dir, labels, texts):

@@ -9,7 +9,7 @@ Run directory:
   config.toml      the resolved config            adapter/      LoRA + head (+ tokenizer)
   train_summary.json  rows, params, val metrics, wall time
   history.json     every logged loss/accuracy      tensorboard/  event files
-  checkpoints/     Trainer checkpoints for --resume
+  checkpoints/     Trainer checkpoints for --resume   teacher_logits.npz  (train.teacher)
 """
 
 import hashlib
@@ -39,7 +39,7 @@ from newslora import NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
 from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
-from newslora.distill import TEACHER_COLUMN, DistillTrainer, teacher_logits
+from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
 from newslora.files import atomic_path, write_json
 from newslora.model import (
     autocast_dtype,
@@ -170,7 +170,8 @@ class Recipe:
         data = tokenize(self.train_df, self.tokenizer, self.cfg.model.max_length)
         if not self.cfg.train.teacher:
             return data
-        logits = teacher_logits(self.cfg.train.teacher, self.cfg.data.labels, self.train_df["text"])
+        t, labels, texts = self.cfg.train, self.cfg.data.labels, self.train_df["text"]
+        logits = teacher_logits(t.teacher, labels, texts, self.run_dir / TEACHER_CACHE)
         return data.add_column(TEACHER_COLUMN, logits.tolist())
 
     def _trainer_class(self):
