@@ -226,6 +226,21 @@ def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(t
     np.testing.assert_allclose(got, torch_of(texts, progress=False), atol=1e-4)
 
 
+def test_mean_head_exports_to_onnx_only(lively_bert, pool, tmp_path):
+    run = _moved_run(tmp_path / "run", lively_bert, "model.head=mean")
+    for fmt in ("hf", "adapter"):
+        with pytest.raises(NewsloraError, match="'mean' has no standard transformers"):
+            export_run(run, tmp_path / fmt, fmt)
+        assert not (tmp_path / fmt).exists()
+    export_run(run, tmp_path / "onnx", "onnx")
+    texts = pool["description"].head(100).tolist()
+    _, onnx_of = load_predictor(tmp_path / "onnx")
+    _, torch_of = load_predictor(run)
+    expected = torch_of(texts, progress=False)
+    np.testing.assert_allclose(onnx_of(texts, progress=False), expected, atol=1e-3)
+    assert len(set(expected.argmax(1))) > 1
+
+
 def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")

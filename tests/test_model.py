@@ -20,7 +20,7 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("head", ["default", "linear"])
+@pytest.mark.parametrize("head", ["default", "linear", "mean"])
 def test_reload_gives_identical_predictions(
     tiny_bert, small_train_csv, tmp_path, head, write_config
 ):
@@ -35,6 +35,25 @@ def test_reload_gives_identical_predictions(
     after = predict_logits(reloaded, tok2, TEXTS, precision="fp32", progress=False)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert np.abs(before[:, 0] - before[:, 1]).max() > 1e-3  # not a constant output
+
+
+def test_mean_head_ignores_padding_and_differs_from_the_first_token(
+    lively_bert, small_train_csv, tmp_path, write_config
+):
+    """The mean is over real tokens only: a text alone and padded in a batch score the same."""
+    path = write_config(tiny_config(lively_bert, small_train_csv, tmp_path / "run"))
+    logits = {}
+    for head in ("linear", "mean"):
+        cfg = load_config(path, [f"model.head={head}", "train.precision=fp32"])
+        model, tokenizer = trained_looking_model(cfg)
+        batched = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
+        alone = [
+            predict_logits(model, tokenizer, [t], precision="fp32", progress=False)[0]
+            for t in TEXTS
+        ]
+        np.testing.assert_allclose(np.stack(alone), batched, rtol=1e-5, atol=1e-5)
+        logits[head] = batched
+    assert np.abs(logits["mean"] - logits["linear"]).max() > 1e-2
 
 
 def test_adapter_loads_with_plain_peft(tiny_bert, small_train_csv, tmp_path, write_config):

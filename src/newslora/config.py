@@ -39,7 +39,8 @@ class ModelConfig:
     head: str = _f(
         "linear",
         "Classification head: `default` (the model's own, e.g. RoBERTa's dense+out, 593,668 "
-        "params on roberta-base) or `linear` (one linear layer on the first token).",
+        "params on roberta-base), `linear` (one linear layer on the first token) or `mean` "
+        "(one linear layer on the mean of the real tokens, as sentence-transformers pool).",
     )
     max_length: int = _f(128, "Truncate inputs to this many tokens (padding is dynamic).")
     attention: str = _f(
@@ -286,7 +287,7 @@ def load_config(path=None, overrides=()):
 
 def validate(cfg):
     choices = {
-        ("model", "head"): ("default", "linear"),
+        ("model", "head"): ("default", "linear", "mean"),
         ("model", "attention"): ("auto", "eager", "sdpa"),
         ("lora", "bias"): ("none", "lora_only", "all"),
         ("train", "precision"): ("auto", "fp32", "fp16", "bf16"),

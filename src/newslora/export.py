@@ -72,6 +72,11 @@ def export_run(run_dir, out_dir, fmt="hf", quantize=None):
     if quantize not in (None, "int8") or (quantize and fmt != "onnx"):
         raise NewsloraError("export: --quantize int8 applies to --format onnx only")
     cfg = run_config(run_dir)
+    if cfg.model.head == "mean" and fmt != "onnx":
+        raise NewsloraError(
+            f"export: model.head = 'mean' has no standard transformers or peft form "
+            f"(their heads read the first token); use --format onnx, not {fmt}"
+        )
     _check_out_dir(out_dir)
     meta = {
         "format": fmt,

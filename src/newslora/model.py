@@ -151,17 +151,50 @@ def load_tokenizer(name):
 
 
 class LinearHead(nn.Module):
-    """One linear layer on the first token: hidden*classes + classes parameters."""
+    """One linear layer (hidden*classes + classes parameters) on the first token, or with
+    pool="mean" on the mean of the last hidden states over real tokens: the pooling that
+    sentence-transformers encoders (all-MiniLM, all-mpnet) were trained with."""
 
-    def __init__(self, hidden, n_labels, dropout=0.1):
+    def __init__(self, hidden, n_labels, dropout=0.1, pool="first"):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden, n_labels)
+        self.pool, self.mask = pool, None  # mask: set by keep_mask before every forward
 
     def forward(self, features, **kwargs):
-        if features.dim() == 3:  # RoBERTa/MPNet-style heads receive the whole sequence
+        if self.pool == "mean":
+            if features.dim() != 3:
+                raise NewsloraError("model.head = 'mean': this model gives its head no sequence")
+            mask = self.mask.unsqueeze(-1).to(features.dtype)
+            features = (features * mask).sum(1) / mask.sum(1).clamp(min=1)
+        elif features.dim() == 3:  # RoBERTa/MPNet-style heads receive the whole sequence
             features = features[:, 0]
         return self.linear(self.dropout(features))
+
+
+class PassSequence(nn.Module):
+    """Stands in for BERT's pooler so that the head receives the whole sequence."""
+
+    def forward(self, hidden):
+        return hidden
+
+
+def install_mean_head(model, hidden, n_labels):
+    """A mean-pooling LinearHead, fed the attention mask by a hook on the encoder's call."""
+    model.classifier = LinearHead(hidden, n_labels, pool="mean")
+    encoder = getattr(model, model.base_model_prefix)
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = PassSequence()  # frozen and unused: mean pooling replaces it
+
+    def keep_mask(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        # every LinearHead under `classifier`: peft's modules_to_save runs a copy of the head
+        for head in model.classifier.modules():
+            if isinstance(head, LinearHead):
+                head.mask = torch.ones_like(ids) if mask is None else mask
+
+    encoder.register_forward_pre_hook(keep_mask, with_kwargs=True)
 
 
 def head_modules(model):
@@ -254,13 +287,17 @@ def build_model(cfg, pretrained=True, training=True):
             raise
         first = str(e).splitlines()[0]
         raise NewsloraError(f"config: model.attention = '{kernel}': {first}") from None
-    if cfg.model.head == "linear":
+    if cfg.model.head in ("linear", "mean"):
         if not isinstance(getattr(model, "classifier", None), nn.Module):
             raise NewsloraError(
-                f"model.head = 'linear' is not supported for {type(model).__name__}"
+                f"model.head = '{cfg.model.head}' is not supported for {type(model).__name__}"
             )
+        shape = hf_config.hidden_size, len(cfg.data.labels)
         with torch.device("meta" if not pretrained else "cpu"):
-            model.classifier = LinearHead(hf_config.hidden_size, len(cfg.data.labels))
+            if cfg.model.head == "mean":
+                install_mean_head(model, *shape)
+            else:
+                model.classifier = LinearHead(*shape)
     if cfg.lora.full_finetune:
         return model
     _check_targets(model, cfg)
