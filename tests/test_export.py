@@ -210,15 +210,8 @@ def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(t
     RobertaModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
     run = _moved_run(tmp_path / "run", folder, "model.head=linear")
-    for fmt in ("hf", "adapter"):
-        with pytest.raises(NewsloraError, match="cannot hold one linear layer on the first token"):
-            export_run(run, tmp_path / fmt, fmt)
-        assert not (tmp_path / fmt).exists()
-    export_run(run, tmp_path / "onnx", "onnx")
     texts = pool["description"].head(100).tolist()
-    _, onnx_of = load_predictor(tmp_path / "onnx")
-    _, torch_of = load_predictor(run)
-    np.testing.assert_allclose(onnx_of(texts, progress=False), torch_of(texts), atol=1e-3)
+    _assert_onnx_only(run, tmp_path, texts, "cannot hold one linear layer on the first token")
     run = _moved_run(tmp_path / "run-default", folder, "model.head=default")
     export_run(run, tmp_path / "hf-default", "hf")  # its own head: exported as it is
     _, torch_of = load_predictor(run)
@@ -228,17 +221,23 @@ def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(t
 
 def test_mean_head_exports_to_onnx_only(lively_bert, pool, tmp_path):
     run = _moved_run(tmp_path / "run", lively_bert, "model.head=mean")
+    texts = pool["description"].head(100).tolist()
+    expected = _assert_onnx_only(run, tmp_path, texts, "'mean' has no standard transformers")
+    assert len(set(expected.argmax(1))) > 1
+
+
+def _assert_onnx_only(run, tmp_path, texts, refusal):
+    """hf and adapter refuse (writing nothing); onnx predicts like the run. Returns its logits."""
     for fmt in ("hf", "adapter"):
-        with pytest.raises(NewsloraError, match="'mean' has no standard transformers"):
+        with pytest.raises(NewsloraError, match=refusal):
             export_run(run, tmp_path / fmt, fmt)
         assert not (tmp_path / fmt).exists()
     export_run(run, tmp_path / "onnx", "onnx")
-    texts = pool["description"].head(100).tolist()
     _, onnx_of = load_predictor(tmp_path / "onnx")
     _, torch_of = load_predictor(run)
     expected = torch_of(texts, progress=False)
     np.testing.assert_allclose(onnx_of(texts, progress=False), expected, atol=1e-3)
-    assert len(set(expected.argmax(1))) > 1
+    return expected
 
 
 def test_export_refuses_to_overwrite_what_is_not_an_export(tiny_run, tmp_path, capsys):
