@@ -172,19 +172,12 @@ class LinearHead(nn.Module):
         return self.linear(self.dropout(features))
 
 
-class PassSequence(nn.Module):
-    """Stands in for BERT's pooler so that the head receives the whole sequence."""
-
-    def forward(self, hidden):
-        return hidden
-
-
 def install_mean_head(model, hidden, n_labels):
     """A mean-pooling LinearHead, fed the attention mask by a hook on the encoder's call."""
     model.classifier = LinearHead(hidden, n_labels, pool="mean")
     encoder = getattr(model, model.base_model_prefix)
     if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = PassSequence()  # frozen and unused: mean pooling replaces it
+        encoder.pooler = nn.Identity()  # the head receives the whole sequence and pools it
 
     def keep_mask(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
