@@ -1,6 +1,7 @@
 """`newslora serve`: the real server on 127.0.0.1, over real HTTP."""
 
 import asyncio
+import http.client
 import json
 import random
 import socket
@@ -46,8 +47,9 @@ def onnx_export(lively_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(onnx_export, tmp_path_factory):
-    """`newslora serve` on the ONNX export in its own process, with small request limits."""
+def server_process(onnx_export, tmp_path_factory):
+    """`newslora serve` on the ONNX export in its own process, with small request limits:
+    (url, the process, its log file)."""
     port, log_path = free_port(), tmp_path_factory.mktemp("log") / "serve.log"
     args = ["--port", port, "--max-texts", 8, "--max-bytes", 4000]
     cmd = [sys.executable, "-m", "newslora", "serve", onnx_export, *map(str, args)]
@@ -59,9 +61,14 @@ def server(onnx_export, tmp_path_factory):
     except AssertionError:
         proc.kill()
         raise AssertionError(log_path.read_text()) from None
-    yield url
+    yield url, proc, log_path
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(server_process):
+    return server_process[0]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +127,28 @@ def test_bad_requests_get_a_4xx_with_a_message(server, body, status, message):
     assert message in answer.json()["error"] and "\n" not in answer.json()["error"]
 
 
-def test_concurrent_load_loses_no_request(server, onnx_export, test_texts):
+def test_idle_connection_is_kept_past_client_pool_expiry(server):
+    """A connection reused after 6 s idle is answered: past uvicorn's default keep-alive (5 s),
+    which races httpx's pool expiry (5 s) and resets the request of a client reusing it."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.rsplit(":", 1)[1]))
+    try:
+        statuses, sockets = [], []
+        for pause in (0, 6):
+            time.sleep(pause)
+            connection.request("GET", "/health")
+            sockets.append(connection.sock)
+            answer = connection.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+        assert statuses == [200, 200]
+        assert sockets[0] is sockets[1]  # one connection, reused after the pause
+    finally:
+        connection.close()
+
+
+def test_concurrent_load_loses_no_request(server_process, onnx_export, test_texts):
     """2,000 requests of 1-3 texts, 32 in flight at a time: every answer is the model's own."""
+    server, proc, log_path = server_process
     labels, probs = model_says(onnx_export, test_texts)
     rng = random.Random(0)
     requests = [rng.sample(range(len(test_texts)), rng.randint(1, 3)) for _ in range(2000)]
@@ -138,9 +165,15 @@ def test_concurrent_load_loses_no_request(server, onnx_export, test_texts):
                         "/predict", json={"texts": [test_texts[i] for i in rows]}
                     )
 
-            return await asyncio.gather(*(send(rows) for rows in requests))
+            return await asyncio.gather(*(send(rows) for rows in requests), return_exceptions=True)
 
     answers = asyncio.run(asyncio.wait_for(send_all(), timeout=300))
+    failed = [repr(a) for a in answers if isinstance(a, Exception)]
+    alive = "alive" if proc.poll() is None else f"exited with {proc.returncode}"
+    assert not failed, (
+        f"{len(failed)} of 2,000 requests failed, first {failed[:3]}; server {alive}, "
+        f"its log: {log_path.read_text()[-2000:]!r}"
+    )
     for rows, answer in zip(requests, answers, strict=True):
         assert answer.status_code == 200, answer.text
         check_answer(answer.json(), [labels[i] for i in rows], probs[rows])

@@ -193,6 +193,7 @@ def cmd_serve(args):
         max_bytes=args.max_bytes,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        keep_alive_s=args.keep_alive_s,
     )
 
 
@@ -382,6 +383,9 @@ def build_parser():
     p.add_argument("--max-batch", type=int, default=64, help="texts run together at most")
     p.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to join"
+    )
+    p.add_argument(
+        "--keep-alive-s", type=int, default=75, help="how long an idle connection stays open"
     )
     p.set_defaults(func=cmd_serve)
     return parser

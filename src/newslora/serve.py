@@ -179,10 +179,23 @@ def prediction(probs, labels):
     }
 
 
-def serve(path, host="127.0.0.1", port=8000, **options):
-    """Run the app with uvicorn until interrupted."""
+def serve(path, host="127.0.0.1", port=8000, keep_alive_s=75, **options):
+    """Run the app with uvicorn until interrupted.
+
+    `keep_alive_s` is how long an idle connection stays open. uvicorn's default (5 s) equals
+    httpx's pool expiry, so a client reusing a connection at that moment races the server's
+    close and gets a reset; proxies and load balancers keep idle connections for 60 s, and the
+    backend should outlast them (75 s is nginx's default).
+    """
     import uvicorn
 
     app = create_app(path, **options)
     print(f"serving {path} on http://{host}:{port} (POST /predict, GET /health)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=keep_alive_s,
+    )
