@@ -114,8 +114,8 @@ def main_table(rows):
     lines = [
         "| arm | encoder | rows | max length | precision | train samples/s | real tok/s "
         "| padded tok/s | padded tok/sample | Trainer's own samples/s | predict rows/s "
-        "| peak MB | CPU matmul util. | MFU | other load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak MB | CPU matmul util. | MFU | other load | measured (matmul GFLOP/s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in _sorted(rows):
         per_sample = r["train_padded_tokens_per_s"] / r["train_samples_per_s"]
@@ -126,9 +126,17 @@ def main_table(rows):
             f"{per_sample:.0f} | {_fmt(r.get('trainer_samples_per_s'), 2)} | "
             f"{_fmt(r['predict_rows_per_s'])} | {_fmt(r['peak_mem_mb'], 0)} | "
             f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['mfu'], pct=True)} | "
-            f"{_fmt(_other_load(r), 2)} |"
+            f"{_fmt(_other_load(r), 2)} | {_when(r)} |"
         )
     return lines
+
+
+def _when(row):
+    """The day a row was measured and the matmul rate beside it: one device label can cover
+    machines of one kind whose speed differs (388 and 707 GFLOP/s bf16 under one label)."""
+    day = (row.get("measured_at") or "")[:10]
+    rate = row.get("matmul_gflops")
+    return f"{day} ({rate:.0f})" if rate else day
 
 
 def _other_load(row):
@@ -274,8 +282,8 @@ def lever_table(rows):
     base = {(r["encoder"], r["device"]): r for r in levers if r["arm"].endswith(": baseline")}
     lines = [
         "| lever | encoder | train samples/s | x baseline | padded tok/s | CPU matmul util. "
-        "| eval rows/s | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| eval rows/s | note | measured (matmul GFLOP/s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(levers, key=lambda r: (r["encoder"], not r["arm"].endswith("baseline"))):
         b = base.get((r["encoder"], r["device"]))
@@ -285,7 +293,7 @@ def lever_table(rows):
             f"| {r['arm'].split(': ', 1)[1]} | {r['encoder']} | {_fmt(speed, 2)} | "
             f"{_fmt(x, 2)} | {_fmt(r['train_padded_tokens_per_s'], 0)} | "
             f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['predict_rows_per_s'])} | "
-            f"{_lever_note(r)} |"
+            f"{_lever_note(r)} | {_when(r)} |"
         )
     return lines
 
