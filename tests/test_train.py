@@ -152,19 +152,20 @@ def test_learns_a_separable_task(tiny_bert, tmp_path, write_config):
     assert recipe.val_metrics["eval_accuracy"] >= 0.9  # ...and held-out rows are classified
 
 
-def test_bf16_training_stores_the_frozen_base_in_bf16(
+def test_bf16_base_stores_the_frozen_base_in_bf16(
     tiny_bert, small_train_csv, tmp_path, write_config
 ):
-    """Under bf16 the frozen linear weights are cast once, not in every forward pass; what
-    trains stays fp32; the outputs are the same bits (autocast rounds the weights to bf16 in
-    either case), and the saved adapter reloads into an fp32 base as before."""
+    """With train.bf16_base the frozen linear weights are cast once, not in every forward pass;
+    what trains stays fp32; the outputs are the same bits (autocast rounds the weights to bf16
+    in either case), and the saved adapter reloads into an fp32 base as before."""
     import torch
 
     from newslora.model import load_model, store_frozen_linears
 
     run = tmp_path / "run"
     cfg = load_config(
-        write_config(tiny_config(tiny_bert, small_train_csv, run)), ["train.precision=bf16"]
+        write_config(tiny_config(tiny_bert, small_train_csv, run)),
+        ["train.precision=bf16", "train.bf16_base=true"],
     )
     recipe = Recipe(cfg).setup()
     dtypes = {(p.requires_grad, p.dtype) for n, p in recipe.model.named_parameters() if "." in n}

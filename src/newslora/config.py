@@ -124,9 +124,10 @@ class TrainConfig:
         "fp32, fp16 or bf16. Used for training and inference alike.",
     )
     bf16_base: bool = _f(
-        True,
+        False,
         "When training runs in bf16, store the frozen base's linear weights in bf16 (cast "
-        "once, not in every forward pass); LoRA weights and the head stay fp32.",
+        "once, not in every forward pass; same outputs, but slower on our bf16 CPUs); LoRA "
+        "weights and the head stay fp32.",
     )
     teacher: str = _f(
         "",
