@@ -155,24 +155,26 @@ def test_learns_a_separable_task(tiny_bert, tmp_path, write_config):
 def test_bf16_base_stores_the_frozen_base_in_bf16(
     tiny_bert, small_train_csv, tmp_path, write_config
 ):
-    """With train.bf16_base the frozen linear weights are cast once, not in every forward pass;
-    what trains stays fp32; the outputs are the same bits (autocast rounds the weights to bf16
-    in either case), and the saved adapter reloads into an fp32 base as before."""
+    """Off by default (the frozen base stays fp32 under bf16 autocast); with train.bf16_base
+    its linear weights are cast once, not in every forward pass; what trains stays fp32; the
+    outputs are the same bits (autocast rounds the weights to bf16 in either case), and the
+    saved adapter reloads into an fp32 base as before."""
     import torch
 
     from newslora.model import load_model, store_frozen_linears
 
+    def query_dtypes(recipe):
+        modules = recipe.model.named_modules()
+        return {m.weight.dtype for n, m in modules if n.endswith("query.base_layer")}
+
     run = tmp_path / "run"
-    cfg = load_config(
-        write_config(tiny_config(tiny_bert, small_train_csv, run)),
-        ["train.precision=bf16", "train.bf16_base=true"],
-    )
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run))
+    shipped = Recipe(load_config(config, ["train.precision=bf16"])).setup()
+    assert query_dtypes(shipped) == {torch.float32}
+    cfg = load_config(config, ["train.precision=bf16", "train.bf16_base=true"])
     recipe = Recipe(cfg).setup()
+    assert query_dtypes(recipe) == {torch.bfloat16}
     dtypes = {(p.requires_grad, p.dtype) for n, p in recipe.model.named_parameters() if "." in n}
-    base_linears = [
-        m.weight.dtype for n, m in recipe.model.named_modules() if n.endswith("query.base_layer")
-    ]
-    assert base_linears and set(base_linears) == {torch.bfloat16}
     assert {d for grad, d in dtypes if grad} == {torch.float32}  # LoRA and head
     assert torch.float32 in {d for grad, d in dtypes if not grad}  # embeddings, LayerNorms
 
