@@ -6,7 +6,7 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    torch >= 2.8) and, under bf16, the frozen base left fp32 (autocast casts
                    its weights in every forward pass)
   bf16-base        train.bf16_base=true: under bf16 the frozen base's linear weights are
-                   stored in bf16, cast once (the default until it measured slower)
+                   stored in bf16, cast once (the default before 2026-12-02)
   eager-attention  model.attention = "eager"
   sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off

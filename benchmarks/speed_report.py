@@ -350,7 +350,8 @@ def findings(rows):
             "* **Levers** (one run each, same rows and config): "
             + ", ".join(f"{k} {v:.2f}x" for k, v in x.items() if k != "baseline")
             + f" the in-process baseline ({base['train_samples_per_s']:.1f} samples/s; the CLI "
-            f"run of the same config: {shipped['train_samples_per_s']:.1f}). A lever that "
+            f"run of the same config: {shipped['train_samples_per_s']:.1f}, measured "
+            f"{_when(shipped)}). A lever that "
             "cannot matter (fused vs multi-tensor AdamW over a few hundred thousand LoRA "
             "parameters: milliseconds a step) measures this machine's run-to-run spread."
         )
