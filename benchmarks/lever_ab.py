@@ -34,6 +34,8 @@ def compare(ctx, a, b, rows, repeats):
     for i in range(repeats):
         for lever in (a, b) if i % 2 == 0 else (b, a):  # neither always goes first
             row = speed.lever_arm(ctx, lever, rows, "auto")
+            if row["train_samples_per_s"] is None:  # e.g. torch-compile past its time limit
+                sys.exit(f"{lever}: {row['note']}; nothing written")
             rates[lever].append(row["train_samples_per_s"])
             print(f"run {i + 1}/{repeats} {lever}: {rates[lever][-1]} samples/s", flush=True)
     ratios = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
