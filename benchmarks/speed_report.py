@@ -353,7 +353,9 @@ def findings(rows):
             f"run of the same config: {shipped['train_samples_per_s']:.1f}, measured "
             f"{_when(shipped)}). A lever that "
             "cannot matter (fused vs multi-tensor AdamW over a few hundred thousand LoRA "
-            "parameters: milliseconds a step) measures this machine's run-to-run spread."
+            "parameters: milliseconds a step) measures this machine's run-to-run spread; "
+            "`benchmarks/lever_ab.py A B` alternates two levers in one command "
+            "(results/lever_ab.md)."
         )
     ev, big = lever.get("eval-pass"), _pick(rows, "newslora", auto, 10_000)
     if ev and ev.get("predict_rows_per_s") and big and shipped:
