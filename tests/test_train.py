@@ -6,6 +6,8 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
+import torch.nn.functional as F
 from conftest import tiny_config
 from safetensors.torch import load_file
 
@@ -257,3 +259,28 @@ def test_schedule_shapes_the_learning_rate(tiny_bert, small_train_csv, tmp_path,
     assert rates["linear"][2] > rates["linear"][4] > rates["linear"][6] > rates["linear"][8]
     with pytest.raises(NewsloraError, match="'train.schedule' must be one of"):
         load_config(None, ["train.schedule=step"])
+
+
+def test_label_smoothing_is_the_trainers_loss(tiny_bert, small_train_csv, tmp_path, write_config):
+    """train.label_smoothing reaches the loss: on one batch it is (1 - e) * cross-entropy
+    + e * the mean of -log p over the classes, as torch's label_smoothing defines it."""
+    config = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    cfg = load_config(config, ["train.precision=fp32", "train.label_smoothing=0.2"])
+    recipe = Recipe(cfg).setup()
+    trainer = recipe.trainer
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.eval()  # no dropout: the two forward passes see the same model
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        labels = batch.pop("labels")
+        batch.pop("length", None)
+        logits = trainer.model(**batch).logits
+    smoothed = F.cross_entropy(logits, labels, label_smoothing=0.2).item()
+    assert loss.item() == pytest.approx(smoothed, abs=1e-5)
+    # a fresh head's logits are near-uniform, so smoothing moves the loss by only ~1e-3:
+    # still 100x the tolerance above
+    assert abs(loss.item() - F.cross_entropy(logits, labels).item()) > 5e-4
+    with pytest.raises(NewsloraError, match="'train.label_smoothing' must be in"):
+        load_config(None, ["train.label_smoothing=1.5"])
+    with pytest.raises(NewsloraError, match="do not combine"):
+        load_config(None, ["train.label_smoothing=0.1", "train.teacher=runs/x"])

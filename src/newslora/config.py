@@ -108,6 +108,11 @@ class TrainConfig:
     eval_batch_size: int = _f(64, "Evaluation batch size per device.")
     lr: float = _f(5e-4, "Peak learning rate (AdamW).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
+    label_smoothing: float = _f(
+        0.0,
+        "Label smoothing of the training loss (the Trainer's label_smoothing_factor; "
+        "validation loss is smoothed alike); 0 = off. Not with train.teacher.",
+    )
     warmup_ratio: float = _f(0.06, "Share of steps with linear warm-up, then `schedule`.")
     schedule: str = _f(
         "linear", "Learning rate after warm-up: `linear` or `cosine` decay to 0, or `constant`."
@@ -307,6 +312,13 @@ def validate(cfg):
         raise NewsloraError("config: 'data.labels' needs at least two class names")
     if not 0 < cfg.data.val_fraction < 1:
         raise NewsloraError("config: 'data.val_fraction' must be between 0 and 1")
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise NewsloraError("config: 'train.label_smoothing' must be in [0, 1)")
+    if cfg.train.label_smoothing and cfg.train.teacher:
+        raise NewsloraError(
+            "config: 'train.label_smoothing' and 'train.teacher' do not combine "
+            "(the distillation loss brings its own soft targets)"
+        )
     syn = cfg.synonyms
     for key in ("rate", "insert_rate", "swap_rate", "delete_rate"):
         if not 0 <= getattr(syn, key) <= 1:

@@ -193,6 +193,7 @@ class Recipe:
             per_device_eval_batch_size=t.eval_batch_size,
             learning_rate=t.lr,
             weight_decay=t.weight_decay,
+            label_smoothing_factor=t.label_smoothing,
             warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
             lr_scheduler_type=SCHEDULES[t.schedule],
             eval_strategy=strategy,
