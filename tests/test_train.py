@@ -268,10 +268,11 @@ def test_label_smoothing_is_the_trainers_loss(tiny_bert, small_train_csv, tmp_pa
     cfg = load_config(config, ["train.precision=fp32", "train.label_smoothing=0.2"])
     recipe = Recipe(cfg).setup()
     trainer = recipe.trainer
-    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    first = next(iter(trainer.get_train_dataloader()))
+    batch = {key: value.to(trainer.model.device) for key, value in first.items()}
     trainer.model.eval()  # no dropout: the two forward passes see the same model
     with torch.no_grad():
-        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss = trainer.compute_loss(trainer.model, dict(batch))  # a copy: it pops labels
         labels = batch.pop("labels")
         batch.pop("length", None)
         logits = trainer.model(**batch).logits
