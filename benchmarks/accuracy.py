@@ -103,6 +103,8 @@ def run_recipe(args, encoder, recipe, seed):
     summary = json.loads((run_dir / "train_summary.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config_toml = (run_dir / "config.toml").read_text()
+    by_source = summary.get("rows_by_source", {})
+    real = by_source.get("real", summary["train_rows"])
     return {
         "recipe": recipe_label(args, recipe),
         "encoder": encoder,
@@ -113,7 +115,10 @@ def run_recipe(args, encoder, recipe, seed):
         "macro_f1": metrics["macro_f1"],
         "val_accuracy": round(100 * summary["val_accuracy"], 2),
         "trainable_params": summary["trainable_params"],
-        "train_rows": summary["train_rows"],
+        # the real rows (what the skip key counts); rows a `data.mix` file adds, apart
+        "train_rows": real,
+        **({"added_rows": summary["train_rows"] - real} if summary["train_rows"] > real else {}),
+        **({"rows_by_source": by_source} if len(by_source) > 1 else {}),
         "wall_s": round(wall, 1),
         "train_samples_per_s": summary["train_samples_per_s"],
         "device": summary["device"],

@@ -46,6 +46,12 @@ def competition_texts(data=DATA):
     return pd.read_csv(data / "competition" / "test_unlabelled.csv", dtype=str)["text"]
 
 
+def non_test_texts(data=DATA):
+    """The competition texts that are not AG test rows (the machine-written or garbled half)."""
+    texts, test_rows = competition_texts(data), ag_test_labels(data)
+    return texts[[i not in test_rows for i in range(len(texts))]]
+
+
 def score(submission, truth):
     """Accuracy % of an `ID,Label` file over the matched texts, and how many it covers."""
     sub = pd.read_csv(submission)

@@ -3,8 +3,9 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import DATA, REPO
 from test_benchmark_table import _benchmark
 
 
@@ -17,6 +18,18 @@ def test_finds_the_4000_ag_test_texts(competition):
     truth = competition.ag_test_labels()
     assert len(truth) == 4000
     assert sorted(set(truth.values())) == [0, 1, 2, 3]
+
+
+def test_the_other_half_holds_no_test_text(competition):
+    """What pseudo_competition.py labels: the 4,000 texts left, none a test text even under the
+    leak guard's own normalisation (letters and digits), which training would drop anyway."""
+    from newslora.data import normalise
+
+    other = competition.non_test_texts()
+    test = pd.read_csv(DATA / "agnews" / "test.csv", header=None, dtype=str, keep_default_na=False)
+    held_out = set((test[1] + " " + test[2]).map(normalise))
+    assert len(other) == 4000
+    assert not set(other.map(normalise)) & held_out
 
 
 def test_scores_seed000s_published_submissions_as_reported(competition, tmp_path):
