@@ -285,3 +285,43 @@ def test_label_smoothing_is_the_trainers_loss(tiny_bert, small_train_csv, tmp_pa
         load_config(None, ["train.label_smoothing=1.5"])
     with pytest.raises(NewsloraError, match="do not combine"):
         load_config(None, ["train.label_smoothing=0.1", "train.teacher=runs/x"])
+
+
+def _warm_config(lively_bert, lively_run, folder, write_config, extra=""):
+    source = lively_run.parent / "train.csv"  # the rows (and so the split) lively_run had
+    body = tiny_config(lively_bert, source, folder, f'init_from = "{lively_run}"\n{extra}')
+    return write_config(body, f"{folder.name}.toml")
+
+
+def test_init_from_starts_where_the_run_ended(
+    lively_bert, lively_run, tmp_path, write_config, capsys
+):
+    """train.init_from: the new run's model before any step is the finished run's model."""
+    from newslora.model import load_model
+    from newslora.predict import run_config
+
+    config = _warm_config(lively_bert, lively_run, tmp_path / "warm", write_config)
+    recipe = Recipe(load_config(config, ["train.precision=fp32"])).setup()
+    finished, tokenizer = load_model(run_config(lively_run), lively_run / "adapter")
+    batch = tokenizer(["Stocks fell sharply in Tokyo.", "The striker scored twice."], padding=True)
+    batch = {k: torch.tensor(v) for k, v in batch.items()}
+    with torch.no_grad():
+        fresh = recipe.model.eval()(**batch).logits
+        assert torch.allclose(fresh, finished(**batch).logits, atol=1e-5)
+    assert "may have trained on other rows" not in capsys.readouterr().err  # same split
+    # and it trains on from there, warm-up and schedule afresh
+    recipe.model.train()
+    recipe.train().save()
+    assert json.loads((tmp_path / "warm" / "train_summary.json").read_text())["steps"] == 8
+
+
+def test_init_from_refuses_another_shape_in_one_line(
+    lively_bert, lively_run, tmp_path, write_config
+):
+    config = _warm_config(lively_bert, lively_run, tmp_path / "warm", write_config)
+    with pytest.raises(NewsloraError, match=r"trained with other lora\.r$"):
+        Recipe(load_config(config, ["lora.r=8"])).setup()
+    with pytest.raises(NewsloraError, match="not a finished newslora run"):
+        Recipe(load_config(config, [f"train.init_from={tmp_path}"])).setup()
+    with pytest.raises(NewsloraError, match="LoRA runs only"):
+        Recipe(load_config(config, ["lora.full_finetune=true", "train.budget=0"])).setup()

@@ -139,6 +139,13 @@ class TrainConfig:
         "A finished run to distil from: its logits on the training rows join the loss. Its "
         "parameters do not count toward this run's budget. Empty = off.",
     )
+    init_from: str = _f(
+        "",
+        "A finished LoRA run to start from: its adapter and head replace the fresh init (same "
+        "model and lora settings). Warm-up and `schedule` start over: a warm restart. The "
+        "validation split must be that run's, or validation rows may have been trained on. "
+        "Empty = off.",
+    )
     distill_alpha: float = _f(0.5, "Weight of the distillation term (1 - alpha: the labels).")
     distill_temperature: float = _f(2.0, "Softmax temperature of the distillation term.")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from peft.tuners.tuners_utils import check_target_module_exists
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -323,6 +323,26 @@ def save_model(model, tokenizer, folder):
         folder.mkdir(parents=True, exist_ok=True)
         safetensors.torch.save_model(model, str(folder / FULL_WEIGHTS))
     tokenizer.save_pretrained(folder)
+
+
+def warm_start(model, folder):
+    """Copy a finished run's LoRA and head weights (its `adapter/`) into `model`, freshly built
+    from a config of the same shape (train.init_from). Every trainable weight must come from
+    the file and nothing else may be in it: a partial start would be a silent fresh init."""
+    path = Path(folder) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise NewsloraError(f"train.init_from: {path}: missing (a LoRA run's adapter is needed)")
+    try:
+        result = set_peft_model_state_dict(model, safetensors.torch.load_file(str(path)))
+    except RuntimeError as e:  # torch names each tensor whose shape differs
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise NewsloraError(f"train.init_from: {path}: {detail}") from None
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    missing = sorted(set(trainable) & set(result.missing_keys))
+    if missing or result.unexpected_keys:
+        names = ", ".join((missing or result.unexpected_keys)[:3])
+        what = "lacks" if missing else "has weights this model does not:"
+        raise NewsloraError(f"train.init_from: {path} {what} {names}")
 
 
 def load_model(cfg, folder):

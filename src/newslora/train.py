@@ -49,8 +49,9 @@ from newslora.model import (
     peak_gpu_mb,
     save_model,
     store_frozen_linears,
+    warm_start,
 )
-from newslora.predict import fit_temperature
+from newslora.predict import fit_temperature, run_config
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 # train.schedule -> transformers' scheduler; each starts with train.warmup_ratio of warm-up
@@ -149,6 +150,8 @@ class Recipe:
             _check_same_run(self.run_dir / "checkpoints", self.state)
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
+        if cfg.train.init_from and not resume:  # a resume restores its own checkpoint
+            self._warm_start()
         if cfg.train.bf16_base and autocast_dtype(cfg.train.precision) is torch.bfloat16:
             store_frozen_linears(self.model, torch.bfloat16)
         self.count = count_parameters(self.model)
@@ -165,6 +168,26 @@ class Recipe:
             callbacks=[self.evaluations, *self._callbacks()],
         )
         return self
+
+    def _warm_start(self):
+        """train.init_from: that run's adapter and head replace the fresh ones."""
+        run = Path(self.cfg.train.init_from)
+        if self.cfg.lora.full_finetune:
+            raise NewsloraError("train.init_from: starts LoRA runs only, not lora.full_finetune")
+        source, mine = run_config(run).to_dict(), self.cfg.to_dict()
+        # dropout does not change the weights' shape or meaning; every other field would
+        same = {"model": ("name", "head"), "lora": [k for k in mine["lora"] if k != "dropout"]}
+        changed = [
+            f"{s}.{k}" for s, keys in same.items() for k in keys if source[s][k] != mine[s][k]
+        ]
+        if changed:
+            raise NewsloraError(
+                f"train.init_from: {run} was trained with other {', '.join(changed[:4])}"
+            )
+        warm_start(self.model, run / "adapter")
+        state = run / "checkpoints" / RUN_STATE
+        if not state.is_file() or json.loads(state.read_text())["data"] != self.state["data"]:
+            warn(f"train.init_from: {run} may have trained on other rows (validation may overlap)")
 
     def _train_dataset(self):
         data = tokenize(self.train_df, self.tokenizer, self.cfg.model.max_length)
