@@ -156,7 +156,7 @@ def full_pool(rows, pool=87_362):
         for (arm, encoder, precision), speed in sorted(best.items())
     ]
     return (
-        f"* **Full pool** ({pool:,} rows, 10% held out): not run on CPU; one epoch at the "
+        f"* **Full pool** ({pool:,} rows, 10% held out): not run on this machine; one epoch at the "
         "rates above would take " + "; ".join(parts) + "."
     )
 
@@ -190,7 +190,7 @@ def ratios(rows):
         if r["arm"] != "newslora" or r["max_length"] != 128 or seed is None:
             continue
         train = r["train_samples_per_s"] / seed["train_samples_per_s"]
-        predict = r["predict_rows_per_s"] / seed["predict_rows_per_s"]
+        predict = (r["predict_rows_per_s"] or 0) / seed["predict_rows_per_s"]  # 0: not measured
         goal = ""
         if r["mfu"] is not None:  # a GPU: newslora bf16 vs the seed's fp16
             met = train >= GPU_GOALS["train"] and predict >= GPU_GOALS["predict"]
@@ -201,14 +201,15 @@ def ratios(rows):
             goal = f" (goal >= {GOALS['train']:.0f}x / {GOALS['predict']:.0f}x: {verdict})"
         lines.append(
             f"* {r['encoder']}, {r['rows']:,} rows, newslora {r['precision']} vs seed "
-            f"{seed['precision']}: training **{train:.1f}x**, prediction **{predict:.1f}x**{goal}"
+            f"{seed['precision']}: training **{train:.1f}x**, prediction "
+            f"{f'**{predict:.1f}x**' if predict else 'not measured (see the row)'}{goal}"
         )
         if seed.get("step_s"):  # identical batches: the fastest step is the least disturbed
             best = seed["batch_size"] / min(seed["step_s"])
             lines.append(
                 f"  * against the seed's fastest timed step ({min(seed['step_s']):.1f} s, "
                 f"{best:.2f} samples/s; its steps took "
-                f"{', '.join(f'{x:.1f}' for x in seed['step_s'])} s for identical batches): "
+                f"{', '.join(f'{x:.2f}' for x in seed['step_s'])} s for identical batches): "
                 f"training **{r['train_samples_per_s'] / best:.1f}x**"
             )
         util = r["cpu_matmul_utilisation"]

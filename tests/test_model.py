@@ -97,3 +97,22 @@ def test_train_reports_the_new_head_and_predict_stays_quiet(
     pd.DataFrame({"text": TEXTS}).to_csv(texts, index=False)
     predict = newslora("predict", run, texts, tmp_path / "out.csv")
     assert "newly initialized" not in predict.stderr and "LOAD REPORT" not in predict.stderr
+
+
+@pytest.mark.parametrize("setting, enabled", [(None, False), ("1", True)])
+def test_hub_kernels_are_off_unless_asked(setting, enabled):
+    """transformers 5 fetches Hub kernels when a CUDA model goes to eval (offline: a crash after
+    training, seen on the GPU machine); newslora turns them off unless USE_HUB_KERNELS is set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    env |= {"USE_HUB_KERNELS": setting} if setting else {}
+    code = (
+        "import newslora.model\n"
+        "from transformers.integrations.hub_kernels import _kernels_enabled\n"
+        "print(_kernels_enabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == str(enabled), out.stderr

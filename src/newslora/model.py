@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as hf_logging
 
 from newslora import NewsloraError
+
+# transformers 5 swaps activations for Hub kernels (`kernels` package) when a CUDA model goes to
+# eval, downloading them then: offline that fails after training. Opt in with USE_HUB_KERNELS=1.
+os.environ.setdefault("USE_HUB_KERNELS", "0")
 
 FULL_WEIGHTS = "model.safetensors"
 hf_logging.disable_progress_bar()  # weight loading takes a second; no bar needed
