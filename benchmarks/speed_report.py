@@ -64,12 +64,13 @@ def grouped_batches(lengths, batch_size, seed):
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def grouped_totals(lengths, batch_size, skip=1, draws=10):
-    """Mean rows, real and padded tokens of the batches after the first `skip`, over `draws`
-    seeded orders: the CLI's own order is not observable, its expectation is (spread < 1%)."""
+def grouped_totals(lengths, batch_size, skip=1, draws=10, stop=None):
+    """Mean rows, real and padded tokens of batches skip..stop (after the first `skip`), over
+    `draws` seeded orders: the CLI's own order is not observable, its expectation is (spread
+    < 1%)."""
     sums = {"samples": 0.0, "real": 0.0, "padded": 0.0}
     for seed in range(draws):
-        for batch in grouped_batches(lengths, batch_size, seed)[skip:]:
+        for batch in grouped_batches(lengths, batch_size, seed)[skip:stop]:
             sums["samples"] += len(batch) / draws
             sums["real"] += sum(lengths[i] for i in batch) / draws
             sums["padded"] += len(batch) * max(lengths[i] for i in batch) / draws

@@ -51,6 +51,9 @@ def test_grouped_batches_are_the_samplers_and_cover_every_row():
     assert sums["real"] < sums["padded"]
     same = report.grouped_totals([10] * 12, 4, skip=1, draws=3)
     assert same["real"] == same["padded"] == pytest.approx(80)  # nothing to pad
+    # logged every 2 steps (a GPU's cadence): the window runs from step 2 to the last logged 2
+    window = report.grouped_totals([10] * 14, 2, skip=2, stop=6, draws=3)
+    assert window["samples"] == pytest.approx(8) and window["real"] == pytest.approx(80)
 
 
 def test_window_leaves_out_the_warm_up_step():

@@ -224,6 +224,10 @@ class Recipe:
             eval_steps=t.eval_every or None,
             save_steps=t.eval_every or None,
             logging_steps=t.logging_steps,
+            # on (the default), the Trainer reads every step's loss back to test it for nan/inf:
+            # on a GPU a sync per step that stalls the kernel queue. Off, a nan loss is logged
+            # as nan rather than hidden in the average.
+            logging_nan_inf_filter=False,
             load_best_model_at_end=True,
             metric_for_best_model="accuracy",
             greater_is_better=True,
