@@ -11,6 +11,8 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
   torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
+  batch-256        train.batch_size=256 (the demo's is 32): fewer, larger matrix products
+                   per row; its accuracy is a question for benchmarks/accuracy.py
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
@@ -47,6 +49,7 @@ LEVERS = {
     "sdpa-attention": {"overrides": ["model.attention=sdpa"]},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
     "torch-compile": {"args": {"torch_compile": True}},
+    "batch-256": {"overrides": ["train.batch_size=256"]},
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
