@@ -206,6 +206,7 @@ def newslora_overrides(ctx, train, rows, max_length, precision, run):
         f"train.output_dir={run}",
         f"train.logging_steps={log_every(ctx)}",  # TensorBoard events, hence timestamps
         # demo.toml's r=8 and default head fit the budget on MiniLM only; elsewhere the recipe's
+        # linear head and the largest rank that fits (configs/newslora.toml)
         *([] if ctx.encoder == MINILM else ["model.head=linear", "lora.r=auto"]),
     ]
 
@@ -235,34 +236,41 @@ def newslora_training(ctx, run, overrides):
 def newslora_predict(ctx, run, small, big, out_dir=None):
     """Prediction rows/s of the run (or export folder), `newslora predict` timed on the 1x and
     10x inputs: the difference leaves out start-up and model loading. On a GPU, and where
-    `predict` fails, `newslora evaluate`'s own timing of its prediction loop (same
-    predict_with_config) on the 10x input: there 4,000 rows take less than the start-up's
-    noise (the difference came out negative on an H200). The label files land in `out_dir`
-    (the run's folder unless given; not written by the evaluate route)."""
+    `predict` fails, `newslora evaluate`'s own timing instead (evaluated_rate): on a GPU
+    4,000 rows take less than the start-up's noise (the difference came out negative on an
+    H200). The label files land in `out_dir` (the run's folder unless given)."""
     cli, cmds, runs, out_dir = [sys.executable, "-m", "newslora"], [], [], out_dir or run
     log = ctx.runs / "logs" / run.name
+    if ctx.gpu:
+        return evaluated_rate(cli, run, big, log, "")
     try:
-        if ctx.gpu:
-            raise RuntimeError("on a GPU: timed inside the process")
         for texts in (small, big):
             out = str(out_dir / f"{texts.stem}.csv")
             cmds.append([*cli, "predict", str(run), str(texts), out])
             runs.append(checked(cmds[-1], log.with_suffix(f".{texts.stem}.log")))
-        rows = PREDICT_ROWS * (PREDICT_REPEAT - 1)
-        how = f"newslora predict: {rows:,} rows / (wall of the 10x input - wall of the 1x input)"
-        rate = rows / (runs[1]["wall_s"] - runs[0]["wall_s"])
     except RuntimeError as e:
-        why = str(e).strip().splitlines()[-1]
-        out = run / f"metrics_{big.stem}.json"
-        cmds = [[*cli, "evaluate", str(run), "--data", str(big), "--out", str(out)]]
-        runs = [checked(cmds[0], log.with_suffix(".evaluate.log"))]
-        metrics = json.loads(out.read_text())
-        rate = metrics["samples_per_s"]
-        how = (
-            f"newslora evaluate's own timing of its prediction loop ({metrics['rows']:,} rows, "
-            f"tokenizing included)"
-        )
-        how += "" if ctx.gpu else f"; `newslora predict` failed in this tree: {why}"
+        why = f"; `newslora predict` failed in this tree: {str(e).strip().splitlines()[-1]}"
+        return evaluated_rate(cli, run, big, log, why)
+    rows = PREDICT_ROWS * (PREDICT_REPEAT - 1)
+    how = f"newslora predict: {rows:,} rows / (wall of the 10x input - wall of the 1x input)"
+    return predict_result(rows / (runs[1]["wall_s"] - runs[0]["wall_s"]), how, cmds, runs)
+
+
+def evaluated_rate(cli, run, big, log, note):
+    """`newslora evaluate`'s own timing of its prediction loop (the same predict_with_config)
+    on the 10x input, tokenizing included; no label file is written."""
+    out = run / f"metrics_{big.stem}.json"
+    cmds = [[*cli, "evaluate", str(run), "--data", str(big), "--out", str(out)]]
+    runs = [checked(cmds[0], log.with_suffix(".evaluate.log"))]
+    metrics = json.loads(out.read_text())
+    how = (
+        f"newslora evaluate's own timing of its prediction loop ({metrics['rows']:,} rows, "
+        f"tokenizing included){note}"
+    )
+    return predict_result(metrics["samples_per_s"], how, cmds, runs)
+
+
+def predict_result(rate, how, cmds, runs):
     return {
         "rate": rate,
         "predict_via": how,
