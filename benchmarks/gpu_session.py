@@ -66,7 +66,7 @@ ACCURACY_JOBS = {
     "accuracy-seed000": ("seed000", []),
     "accuracy-distill": ("newslora", ["train.teacher={full}"]),  # taught by accuracy-full's run
 }
-JOBS = (*ACCURACY_JOBS, "merge", "speed", "torchrun")
+JOBS = (*ACCURACY_JOBS, "merge", "speed", "speed-levers", "torchrun")
 # The jobs' sizes. GPU: what the issues ask for. SMOKE: the same commands, small, on a CPU (a
 # dry run that catches a broken step before it costs device minutes).
 GPU = {
@@ -78,6 +78,9 @@ GPU = {
     "speed": ["--gpu", "--seed-steps", "61", "--scale-rows", "1000,10000,90000",
               "--only", "seed,newslora,batches", "--batch-sizes", "1024,4096",
               "--batch-rows", "90000"],
+    # CUDA graphs against the launch-bound step, at the recipe's batch (RoBERTa-base first)
+    "speed-levers": ["--gpu", "--only", "levers", "--levers", "baseline,compile-graphs",
+                     "--rows", "10000"],
     "torchrun_steps": 60,
 }  # fmt: skip
 SMOKE = {
@@ -86,6 +89,7 @@ SMOKE = {
     "merge": ["--precision", "fp32", "--rows", "300"],
     "speed": ["--rows", "200", "--seed-steps", "3", "--only", "seed,newslora,batches",
               "--batch-sizes", "16", "--batch-rows", "300"],
+    "speed-levers": ["--only", "levers", "--levers", "baseline", "--rows", "200"],
     "torchrun_steps": 5,
 }  # fmt: skip
 
@@ -294,8 +298,8 @@ def job_commands(job, out, env, size):
         run = runs / name(*ACCURACY_JOBS["accuracy"])  # the `accuracy` job's run
         merge = [py, bench / "merge_agreement.py", run, *size["merge"]]
         return [[*merge, "--out", out / "merge.json"]]
-    if job == "speed":  # issue 11: both arms, RoBERTa-base (random weights) and MiniLM-L6
-        return [[py, bench / "speed.py", *size["speed"], "--precision", "auto", "--results", out]]
+    if job in ("speed", "speed-levers"):  # issue 11: RoBERTa-base (random weights), MiniLM-L6
+        return [[py, bench / "speed.py", *size[job], "--precision", "auto", "--results", out]]
     if job == "torchrun":  # the shipped CLI under torchrun on this machine, unchanged
         run = HOME / "runs" / "torchrun"
         train = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
