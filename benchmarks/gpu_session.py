@@ -78,8 +78,10 @@ GPU = {
     "speed": ["--gpu", "--seed-steps", "61", "--scale-rows", "1000,10000,90000",
               "--only", "seed,newslora,batches", "--batch-sizes", "1024,4096",
               "--batch-rows", "90000"],
-    # CUDA graphs against the launch-bound step, at the recipe's batch (RoBERTa-base first)
-    "speed-levers": ["--gpu", "--only", "levers", "--levers", "baseline,compile-graphs",
+    # against the launch-bound step, at the recipe's batch (RoBERTa-base first): CUDA graphs,
+    # and the host's share (the collator and loader workers newslora now ships, and without)
+    "speed-levers": ["--gpu", "--only", "levers", "--levers",
+                     "baseline,collate-in-loop,compile-graphs",
                      "--rows", "10000"],
     "torchrun_steps": 60,
 }  # fmt: skip

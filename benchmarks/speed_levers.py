@@ -17,6 +17,9 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    a step's kernels) and batches padded to a multiple of 16, so that a few
                    shapes are compiled, not one per length. For GPUs, where a step cost
                    ~150 ms at any batch up to 1,024 (2026-12-04, H200): launch-bound
+  collate-in-loop  transformers' DataCollatorWithPadding (tokenizer.pad) in the training
+                   process, no loader workers: the path before 2026-12-04's PadCollator and
+                   train.loader_workers (benchmarks/results/collate.md)
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
@@ -40,6 +43,7 @@ from transformers import DataCollatorWithPadding, Trainer
 
 import newslora.train as newslora_train
 from newslora.config import load_config
+from newslora.model import PadCollator
 from newslora.train import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +62,7 @@ LEVERS = {
         "args": {"torch_compile": True, "torch_compile_mode": "reduce-overhead"},
         "pad_to": 16,
     },
+    "collate-in-loop": {"hf_collator": True, "overrides": ["train.loader_workers=0"]},
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
@@ -83,9 +88,9 @@ def main():
     base = recipe.model.get_base_model()
     trainer = recipe.trainer
     if lever.get("pad_to"):
-        trainer.data_collator = DataCollatorWithPadding(
-            recipe.tokenizer, pad_to_multiple_of=lever["pad_to"]
-        )
+        trainer.data_collator = PadCollator(recipe.tokenizer, pad_to_multiple_of=lever["pad_to"])
+    if lever.get("hf_collator"):
+        trainer.data_collator = DataCollatorWithPadding(recipe.tokenizer)
     if lever.get("grouped_eval"):
         trainer._get_eval_sampler = MethodType(Trainer._get_eval_sampler, trainer)
     result = {
@@ -94,6 +99,8 @@ def main():
             "optim": str(trainer.args.optim),
             "torch_compile": trainer.args.torch_compile,
             "bf16_base": recipe.cfg.train.bf16_base,
+            "collator": type(trainer.data_collator).__name__,
+            "loader_workers": trainer.args.dataloader_num_workers,
         }
     }
     if lever.get("eval_only"):

@@ -28,6 +28,7 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
         ("lora.r=four", "'lora.r' must be a positive integer or"),
         ("lora.dropout=high", "'lora.dropout' must be float"),
         ("lora.bias=some", "'lora.bias' must be one of"),
+        ("train.loader_workers=-2", "'train.loader_workers' must be >= 0, or -1"),
         ("no_equals", "expected section.key=value"),
     ],
 )

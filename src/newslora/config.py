@@ -121,6 +121,12 @@ class TrainConfig:
     early_stopping: int = _f(0, "Stop after N evaluations without a better val accuracy; 0 = off.")
     group_by_length: bool = _f(True, "Batch rows of similar length together (less padding).")
     logging_steps: int = _f(10, "Log the training loss every N steps.")
+    loader_workers: int = _f(
+        -1,
+        "Data-loader processes that fetch and pad batches beside the training loop (same "
+        "batches, same results); -1 = 2 on a GPU, where host work between steps idles the "
+        "GPU, 0 on CPU, where those cores are the ones training.",
+    )
     save_total_limit: int = _f(2, "Checkpoints kept for --resume (the best is always kept).")
     seed: int = _f(42, "Seed for weights init, dropout and data order.")
     precision: str = _f(
@@ -319,6 +325,8 @@ def validate(cfg):
         raise NewsloraError("config: 'data.labels' needs at least two class names")
     if not 0 < cfg.data.val_fraction < 1:
         raise NewsloraError("config: 'data.val_fraction' must be between 0 and 1")
+    if cfg.train.loader_workers < -1:
+        raise NewsloraError("config: 'train.loader_workers' must be >= 0, or -1 for auto")
     if not 0 <= cfg.train.label_smoothing < 1:
         raise NewsloraError("config: 'train.label_smoothing' must be in [0, 1)")
     if cfg.train.label_smoothing and cfg.train.teacher:

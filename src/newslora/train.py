@@ -14,6 +14,7 @@ Run directory:
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -42,6 +43,7 @@ from newslora.data import held_out_texts, load_with_config, split_train_val, tra
 from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
 from newslora.files import atomic_path, write_json
 from newslora.model import (
+    PadCollator,
     autocast_dtype,
     build_model,
     device_name,
@@ -115,6 +117,13 @@ def tokenize(df, tokenizer, max_length):
     return ds.map(lambda b: {"length": [len(x) for x in b["input_ids"]]}, batched=True)
 
 
+def loader_workers(setting):
+    """train.loader_workers, -1 resolved: 2 on a GPU, 0 (the training process) on CPU."""
+    if setting >= 0:
+        return setting
+    return 2 if torch.cuda.is_available() else 0
+
+
 def precision_flags(precision):
     """Mixed precision for the Trainer: bf16 autocast on GPUs and on CPUs with bf16 units."""
     dtype = autocast_dtype(precision)
@@ -164,6 +173,7 @@ class Recipe:
             # sorted by length: each eval batch pads to its own longest row (5x faster on CPU)
             eval_dataset=tokenize(self.val_df, self.tokenizer, cfg.model.max_length).sort("length"),
             processing_class=self.tokenizer,
+            data_collator=PadCollator(self.tokenizer),
             compute_metrics=self.evaluations.compute_metrics,
             callbacks=[self.evaluations, *self._callbacks()],
         )
@@ -208,6 +218,9 @@ class Recipe:
     def _training_args(self):
         t = self.cfg.train
         strategy = "steps" if t.eval_every > 0 else "epoch"
+        workers = loader_workers(t.loader_workers)
+        if workers:  # forked after tokenizing; they never tokenize: no fork warning, please
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return TrainingArguments(
             output_dir=str(self.run_dir / "checkpoints"),
             num_train_epochs=t.epochs,
@@ -224,6 +237,8 @@ class Recipe:
             eval_steps=t.eval_every or None,
             save_steps=t.eval_every or None,
             logging_steps=t.logging_steps,
+            dataloader_num_workers=workers,
+            dataloader_persistent_workers=workers > 0,
             # on (the default), the Trainer reads every step's loss back to test it for nan/inf:
             # on a GPU a sync per step that stalls the kernel queue. Off, a nan loss is logged
             # as nan rather than hidden in the average.
@@ -357,7 +372,8 @@ def _check_same_run(checkpoints, state):
         f"{section}.{key}"
         for section, values in state["config"].items()
         for key, value in values.items()
-        if saved["config"].get(section, {}).get(key, value) != value and key != "output_dir"
+        if saved["config"].get(section, {}).get(key, value) != value
+        and key not in ("output_dir", "loader_workers")  # where and how, not what, it trains
     ]
     if changed:
         raise NewsloraError(
