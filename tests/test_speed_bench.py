@@ -185,3 +185,9 @@ def test_random_roberta_for_the_gpu_rows(tmp_path):
     assert model.config.model_type == "roberta"
     layer = 4 * (32 * 32 + 32) + 2 * 32 * 64 + 64 + 32 + 2 * 2 * 32  # q,k,v,o + ffn + 2 norms
     assert speed.encoder_params(folder) == layer
+
+
+def test_report_knows_every_lever():
+    """speed_report keeps its own list of the levers (it must not import the training code):
+    a lever speed_levers gains but the list lacks would be refused by lever_ab.py."""
+    assert _bench("speed_report").LEVERS == list(_bench("speed_levers").LEVERS)
