@@ -20,8 +20,8 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from common import DATA, ENCODERS, RESULTS, write_text  # noqa: E402
-from speed_machine import device_label  # noqa: E402
+from common import DATA, ENCODERS, RESULTS, write_text
+from speed_machine import device_label
 from transformers import DataCollatorWithPadding
 
 from newslora.data import clean_text

@@ -8,8 +8,9 @@ from conftest import LABELS, minilm_path, newslora, tiny_config, trained_looking
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
+from newslora import NewsloraError
 from newslora.config import load_config, save_config
-from newslora.model import PadCollator, load_model, save_model
+from newslora.model import PadCollator, load_model, pad_rows, save_model
 from newslora.predict import load_run, predict_logits
 
 TEXTS = [
@@ -137,3 +138,11 @@ def test_pad_collator_gives_what_the_tokenizer_pads(pool, side, multiple):
         assert ours[key].dtype == tensor.dtype and torch.equal(ours[key], tensor), key
     lengths = ours["attention_mask"].sum(1)
     assert lengths.min() < lengths.max()  # rows of different lengths: padding was exercised
+
+
+def test_pad_rows_refuses_a_tokenizer_without_a_pad_token():
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer.pad_token = None
+    rows = [dict(tokenizer("a short text")), dict(tokenizer("a longer text than that"))]
+    with pytest.raises(NewsloraError, match="has no padding token"):
+        pad_rows(tokenizer, rows)

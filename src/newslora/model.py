@@ -168,8 +168,11 @@ def pad_rows(tokenizer, rows, multiple=None):
         "token_type_ids": tokenizer.pad_token_type_id,
         "special_tokens_mask": 1,
     }
-    if fill["input_ids"] is None:  # no pad token: tokenizer.pad says so in its own words
-        return dict(tokenizer.pad(rows, return_tensors="np"))
+    if fill["input_ids"] is None:
+        raise NewsloraError(
+            f"tokenizer '{tokenizer.name_or_path}' has no padding token: rows of different "
+            "lengths cannot share a batch (a decoder's tokenizer? use an encoder model)"
+        )
     width = max(len(row["input_ids"]) for row in rows)
     width = -(-width // multiple) * multiple if multiple else width
     left = tokenizer.padding_side == "left"
