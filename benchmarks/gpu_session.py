@@ -66,7 +66,7 @@ ACCURACY_JOBS = {
     "accuracy-seed000": ("seed000", []),
     "accuracy-distill": ("newslora", ["train.teacher={full}"]),  # taught by accuracy-full's run
 }
-JOBS = (*ACCURACY_JOBS, "merge", "speed", "speed-levers", "torchrun")
+JOBS = (*ACCURACY_JOBS, "merge", "profile", "speed", "speed-levers", "torchrun")
 # The jobs' sizes. GPU: what the issues ask for. SMOKE: the same commands, small, on a CPU (a
 # dry run that catches a broken step before it costs device minutes).
 GPU = {
@@ -83,6 +83,8 @@ GPU = {
     "speed-levers": ["--gpu", "--only", "levers", "--levers",
                      "baseline,collate-in-loop,compile-graphs",
                      "--rows", "10000"],
+    # where a step's ~145 ms go (benchmarks/step_profile.py), both encoders: ~1-2 min
+    "profile": ["--gpu", "--batches", "32,1024"],
     "torchrun_steps": 60,
 }  # fmt: skip
 SMOKE = {
@@ -92,6 +94,7 @@ SMOKE = {
     "speed": ["--rows", "200", "--seed-steps", "3", "--only", "seed,newslora,batches",
               "--batch-sizes", "16", "--batch-rows", "300"],
     "speed-levers": ["--only", "levers", "--levers", "baseline", "--rows", "200"],
+    "profile": ["--batches", "16", "--warmup", "4", "--steps", "2"],
     "torchrun_steps": 5,
 }  # fmt: skip
 
@@ -302,6 +305,8 @@ def job_commands(job, out, env, size):
         return [[*merge, "--out", out / "merge.json"]]
     if job in ("speed", "speed-levers"):  # issue 11: RoBERTa-base (random weights), MiniLM-L6
         return [[py, bench / "speed.py", *size[job], "--precision", "auto", "--results", out]]
+    if job == "profile":  # issue 11: the phases, kernels and syncs of a training step
+        return [[py, bench / "step_profile.py", *size[job], "--results", out]]
     if job == "torchrun":  # the shipped CLI under torchrun on this machine, unchanged
         run = HOME / "runs" / "torchrun"
         train = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
@@ -363,6 +368,7 @@ def merge(args):
     from common import RESULTS, RUNS, load_rows, save_rows, write_text
     from merge_agreement import markdown as merge_markdown
     from speed_report import upsert
+    from step_profile import add_rows
 
     from newslora.files import write_json
 
@@ -383,6 +389,10 @@ def merge(args):
         write_json(RESULTS / "merge_agreement.json", rows)
         write_text(RESULTS / "merge_agreement.md", merge_markdown(rows))
         print(f"merge_agreement.json: {len(new)} row(s)")
+    if (came / "step_profile.json").is_file():
+        new = load_rows(came / "step_profile.json")
+        add_rows(RESULTS / "step_profile.json", new)
+        print(f"step_profile.json: {len(new)} row(s)")
     if (came / "torchrun_summary.json").is_file():
         shutil.copy(came / "torchrun_summary.json", RESULTS / "torchrun_gpu.json")
     for tar in came.glob("*.tar.gz"):

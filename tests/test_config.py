@@ -18,6 +18,8 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
     cfg = load_config(None, ["lora.alpha=32", "model.name=some/encoder"])
     assert cfg.lora.alpha == 32.0 and isinstance(cfg.lora.alpha, float)
     assert cfg.model.name == "some/encoder"
+    dropout = load_config(None, ["model.dropout=0"]).model.dropout  # float | str: 0 -> 0.0
+    assert dropout == 0.0 and isinstance(dropout, float)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,8 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
         ("lora.r=four", "'lora.r' must be a positive integer or"),
         ("lora.dropout=high", "'lora.dropout' must be float"),
         ("lora.bias=some", "'lora.bias' must be one of"),
+        ("model.dropout=1.5", "'model.dropout' must be in .0, 1. or"),
+        ("model.dropout=some", "'model.dropout' must be in .0, 1. or"),
         ("train.loader_workers=-2", "'train.loader_workers' must be >= 0, or -1"),
         ("no_equals", "expected section.key=value"),
     ],

@@ -21,6 +21,23 @@ TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("setting", ["auto", "0"])
+def test_encoder_dropout_off_leaves_the_head_its_own(tiny_bert, tmp_path, setting):
+    """model.dropout=0: in training mode the encoder gives the same output twice (no random
+    masks drawn); with `auto` it does not. The default head keeps its dropout either way."""
+    from newslora.model import build_model
+
+    (tmp_path / "t.toml").write_text(tiny_config(tiny_bert, "unused.csv", tmp_path))
+    overrides = [f"model.dropout={setting}", "lora.dropout=0"]  # LoRA's own: not this test's
+    model = build_model(load_config(tmp_path / "t.toml", overrides))
+    model.train()
+    encoder = model.get_base_model().bert
+    ids = torch.tensor([[101, 2000, 2001, 2002, 102]])
+    first, second = (encoder(input_ids=ids).last_hidden_state for _ in range(2))
+    assert torch.equal(first, second) == (setting == "0")
+    assert model.get_base_model().dropout.p == 0.1  # BERT's head dropout, as it was
+
+
 @pytest.mark.parametrize("head", ["default", "linear", "mean"])
 def test_reload_gives_identical_predictions(
     tiny_bert, small_train_csv, tmp_path, head, write_config

@@ -191,3 +191,22 @@ def test_report_knows_every_lever():
     """speed_report keeps its own list of the levers (it must not import the training code):
     a lever speed_levers gains but the list lacks would be refused by lever_ab.py."""
     assert _bench("speed_report").LEVERS == list(_bench("speed_levers").LEVERS)
+
+
+def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
+    """step_profile trains the Recipe for a few steps and profiles the last: the phases the
+    Trainer goes through are named, host ops are counted, a CPU has no device time; a second
+    row for the same key replaces the first, another override adds one."""
+    profile = _bench("step_profile")
+    row = profile.profile_row(tiny_bert, "tiny", 8, 4, 2, tmp_path, ["model.dropout=0"])
+    assert {"forward", "backward", "optimizer step", "fetch + pad batch"} <= set(row["phases_ms"])
+    assert row["host_op_ms_per_step"] > 0 and row["top_host_ops"]
+    assert row["device_busy_ms_per_step"] == 0 and row["launches_per_step"] == 0
+    assert row["steps_timed"] == 2 and row["median_step_ms"] > 0
+    out = tmp_path / "step_profile.json"
+    profile.add_rows(out, [row])
+    profile.add_rows(out, [row | {"median_step_ms": 1.0}])
+    profile.add_rows(out, [row | {"overrides": []}])
+    rows = profile.load_rows(out)
+    assert [r["median_step_ms"] for r in rows] == [1.0, row["median_step_ms"]]
+    assert "model.dropout=0" in out.with_suffix(".md").read_text()

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import get_args
 
 import tomli_w
 import tomllib
@@ -48,6 +49,13 @@ class ModelConfig:
         "Attention kernel: `eager`, `sdpa` (PyTorch's fused attention) or `auto`: eager for "
         "training on CPU, where it trains faster (benchmarks/results/speed.md), transformers' "
         "default (SDPA) for inference and on GPU.",
+    )
+    dropout: float | str = _f(
+        "auto",
+        "Dropout inside the encoder while training (its hidden and attention dropout): `auto` "
+        "keeps the checkpoint's own (0.1 on BERT, RoBERTa, MPNet); a number in [0, 1) sets "
+        "both. Off, a CPU step skips drawing its random masks, a third of a MiniLM step "
+        "(benchmarks/results/step_profile.md). The head's dropout is left as it was.",
     )
 
 
@@ -244,7 +252,7 @@ def _coerce(section, key, value, where):
         known = ", ".join(sorted(types))
         raise NewsloraError(f"{where}: unknown key '{section}.{key}' (known: {known})")
     want = types[key]
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
+    if float in (want, *get_args(want)) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if want is list and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
@@ -318,6 +326,9 @@ def validate(cfg):
             raise NewsloraError(
                 f"config: '{section}.{key}' must be one of {allowed}, got {value!r}"
             )
+    p = cfg.model.dropout
+    if p != "auto" and not (isinstance(p, float) and 0 <= p < 1):
+        raise NewsloraError(f"config: 'model.dropout' must be in [0, 1) or \"auto\", got {p!r}")
     r = cfg.lora.r
     if r != "auto" and not (isinstance(r, int) and r >= 1):
         raise NewsloraError(f"config: 'lora.r' must be a positive integer or \"auto\", got {r!r}")

@@ -299,6 +299,23 @@ def _check_targets(model, cfg):
             )
 
 
+# the encoder's dropout probabilities, by the names transformers' configs give them
+ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+                    "attention_dropout", "activation_dropout")  # fmt: skip
+
+
+def set_encoder_dropout(hf_config, p):
+    """model.dropout: every encoder dropout the config has -> p. The default head's dropout,
+    which BERT and RoBERTa take from hidden_dropout_prob unless classifier_dropout is set,
+    stays what it was."""
+    if getattr(hf_config, "classifier_dropout", 0) is None:
+        hf_config.classifier_dropout = getattr(hf_config, "hidden_dropout_prob", None)
+    for name in ENCODER_DROPOUTS:
+        value = getattr(hf_config, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(hf_config, name, p)
+
+
 def attention_kernel(setting, training=True):
     """`model.attention` -> transformers' attn_implementation (None: the library's default).
 
@@ -316,6 +333,8 @@ def build_model(cfg, pretrained=True, training=True):
     weights, no memory): enough to count parameters exactly. `training`: picks the attention
     kernel (attention_kernel)."""
     hf_config = load_hf_config(cfg.model.name, cfg.data.labels)
+    if cfg.model.dropout != "auto":
+        set_encoder_dropout(hf_config, cfg.model.dropout)
     torch.manual_seed(cfg.train.seed)  # the head's random init is part of the run's seed
     kernel = attention_kernel(cfg.model.attention, training)
     kwargs = {"attn_implementation": kernel} if kernel else {}

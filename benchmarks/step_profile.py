@@ -1,0 +1,260 @@
+"""Where one training step's time goes: newslora's own Recipe, in this process, timed step by
+step, then torch.profiler over a few more steps (host ops; on a GPU also the kernels).
+
+    python benchmarks/step_profile.py                     # CPU: MiniLM-L6, batch 32 (~1 min)
+    python benchmarks/step_profile.py --gpu --batches 32,1024
+                                     # GPU: RoBERTa-base (random weights), then MiniLM-L6
+
+Why: on an H200 (2026-12-04) a newslora step took ~145 ms at any batch from 32 to 1,024 rows
+(results/speed.md), where the seed's Trainer took ~50 ms for 64 rows padded to 194 tokens.
+Arithmetic cannot explain a step that does not grow with its batch; this says what does.
+Each step is cut into the Trainer's phases (record_function spans: the batch fetch, forward,
+backward, the FLOP count, gradient clipping, the optimizer, scheduler + zero_grad, logging)
+and the profile counts, per step, the host's op time, the device's kernel time, kernel
+launches, host-device syncs (`.item()`, stream syncs) and cudaMalloc calls. Rows land in
+results/step_profile.json (one per encoder, device and batch) and step_profile.md.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
+from seed000_pipeline import StepClock
+from speed_machine import device_label, inputs, random_encoder
+from torch.profiler import ProfilerActivity, profile, record_function
+from transformers import TrainerCallback
+
+from newslora.config import load_config
+from newslora.files import write_json
+from newslora.model import resolve_name
+from newslora.train import Recipe
+
+REPO = Path(__file__).resolve().parents[1]
+ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
+# counted per step: what makes a step wait on the host, or the host on the device
+SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize")
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+MALLOCS = ("cudaMalloc",)
+
+
+class Spans(TrainerCallback):
+    """The phases the Trainer announces through callbacks, as profiler spans."""
+
+    def __init__(self):
+        self.open = None
+
+    def _switch(self, name):
+        if self.open is not None:
+            self.open.__exit__(None, None, None)
+        self.open = record_function(name) if name else None
+        if self.open is not None:
+            self.open.__enter__()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._switch("phase: optimizer step")
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._switch("phase: scheduler + zero_grad")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._switch(None)
+
+
+def spanned(obj, method, name):
+    """Wrap obj.method in a profiler span called `name` (this object only)."""
+    inner = getattr(obj, method)
+
+    def wrapper(*args, **kwargs):
+        with record_function(name):
+            return inner(*args, **kwargs)
+
+    setattr(obj, method, wrapper)
+
+
+class Window(TrainerCallback):
+    """Starts the profiler after step `start` and stops it after step `stop`."""
+
+    def __init__(self, start, stop):
+        self.start, self.stop, self.prof, self.wall = start, stop, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.start:
+            activities = [ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+                activities.append(ProfilerActivity.CUDA)
+            self.prof = profile(activities=activities)
+            self.prof.__enter__()
+            self.began = time.perf_counter()
+        elif state.global_step == self.stop and self.prof is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.wall = time.perf_counter() - self.began
+            self.prof.__exit__(None, None, None)
+
+
+def overrides(encoder, train, batch, steps, run):
+    return [
+        f"model.name={encoder}",
+        f"data.train={train}",
+        "data.max_train_rows=0",
+        "data.val_rows=64",
+        f"train.batch_size={batch}",
+        f"train.max_steps={steps}",
+        f"train.output_dir={run}",
+        # demo.toml's r=8 and default head fit the budget on MiniLM only (as benchmarks/speed.py)
+        *([] if encoder == ENCODERS["minilm"] else ["model.head=linear", "lora.r=auto"]),
+    ]
+
+
+def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
+    total = warmup + steps
+    rows = max(2_000, int(total * batch * 1.2))  # the validation share and a margin
+    train, _, _ = inputs(runs, rows)
+    run = runs / f"profile-{label.split()[0]}-b{batch}"
+    changes = [*overrides(encoder, train, batch, total, run), *sets]
+    cfg = load_config(REPO / "configs" / "demo.toml", changes)
+    recipe = Recipe(cfg).setup()
+    trainer, spans = recipe.trainer, Spans()
+    for method, name in [
+        ("get_batch_samples", "phase: fetch + pad batch"),
+        ("compute_loss", "phase: forward"),
+        ("floating_point_ops", "phase: FLOP count"),
+        ("_clip_grad_norm", "phase: clip grad norm"),
+        ("_maybe_log_save_evaluate", "phase: log/save/evaluate"),
+    ]:
+        spanned(trainer, method, name)
+    spanned(trainer.accelerator, "backward", "phase: backward")
+    clock, window = StepClock(), Window(warmup, total)
+    for callback in (spans, clock, window):
+        trainer.add_callback(callback)
+    trainer.train()
+    ends = clock.ends[:warmup]  # the steps before the profiler: un-instrumented times
+    step_s = [b - a for a, b in zip(ends[1:], ends[2:], strict=False)]  # first two: warm-up
+    return summary(window, steps, step_s) | {
+        "encoder": label,
+        "device": device_label(torch.cuda.is_available()),
+        "batch_size": batch,
+        "overrides": list(sets),
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "attention": recipe.model.get_base_model().config._attn_implementation,
+        "steps_timed": len(step_s),
+        "steps_profiled": steps,
+        "torch": torch.__version__,
+        "date": date.today().isoformat(),
+    }
+
+
+def summary(window, steps, step_s):
+    events = window.prof.key_averages()
+    per_step = lambda us: round(us / steps / 1e3, 2)  # noqa: E731  µs in the window -> ms/step
+    count = lambda names: round(sum(e.count for e in events if e.key in names) / steps, 1)  # noqa: E731
+    ops = [e for e in events if not e.key.startswith("phase: ")]
+    device = sum(e.self_device_time_total for e in ops)
+    return {
+        "median_step_ms": round(1e3 * statistics.median(step_s), 1),
+        "profiled_step_ms": round(1e3 * window.wall / steps, 1),
+        "host_op_ms_per_step": per_step(sum(e.self_cpu_time_total for e in ops)),
+        "device_busy_ms_per_step": per_step(device),
+        "phases_ms": {
+            e.key.removeprefix("phase: "): per_step(e.cpu_time_total)
+            for e in sorted(events, key=lambda e: -e.cpu_time_total)
+            if e.key.startswith("phase: ")
+        },
+        "launches_per_step": count(LAUNCHES),
+        "syncs_per_step": count(SYNCS),
+        "cuda_mallocs_per_step": count(MALLOCS),
+        "top_host_ops": top(ops, "self_cpu_time_total", steps),
+        "top_device_ops": top(ops, "self_device_time_total", steps) if device else [],
+    }
+
+
+def top(events, attr, steps, n=12):
+    """[name, calls per step, ms per step] of the n events costing most by `attr`."""
+    ranked = sorted(events, key=lambda e: -getattr(e, attr))[:n]
+    return [[e.key[:60], round(e.count / steps, 1), round(getattr(e, attr) / steps / 1e3, 2)]
+            for e in ranked if getattr(e, attr) > 0]  # fmt: skip
+
+
+def markdown(rows):
+    header = [
+        "device", "encoder", "batch", "overrides", "step ms", "profiled step ms", "host op ms",
+        "device busy ms", "launches", "syncs", "cudaMalloc", "date",
+    ]  # fmt: skip
+    lines = [
+        "# Where a training step's time goes",
+        "",
+        "Written by `python benchmarks/step_profile.py` (GPU: `--gpu --batches 32,1024`). "
+        "Per step: the median wall time of the un-profiled steps before the profiler (a "
+        "step's end waits for its kernels), the same under the profiler, the host's op time, "
+        "the device's kernel time, kernel launches, host-device syncs and cudaMalloc calls.",
+        "",
+        *table(header, [[
+            r["device"], r["encoder"], r["batch_size"], " ".join(r["overrides"]) or "-",
+            r["median_step_ms"],
+            r["profiled_step_ms"], r["host_op_ms_per_step"], r["device_busy_ms_per_step"],
+            r["launches_per_step"], r["syncs_per_step"], r["cuda_mallocs_per_step"], r["date"],
+        ] for r in rows]),
+    ]  # fmt: skip
+    for r in rows:
+        phases = ", ".join(f"{k} {v}" for k, v in r["phases_ms"].items())
+        title = ", ".join([r["device"], r["encoder"], f"batch {r['batch_size']}", *r["overrides"]])
+        lines += ["", f"## {title}", ""]
+        lines += [f"Phases (host ms per step, spans include what they call): {phases}.", ""]
+        for kind in ("host", "device"):
+            if r[f"top_{kind}_ops"]:
+                lines += [f"Top {kind} ops (self time):", ""]
+                lines += table(["op", "calls/step", "ms/step"], r[f"top_{kind}_ops"]) + [""]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gpu", action="store_true", help="RoBERTa-base (random) and MiniLM")
+    parser.add_argument("--batches", default="32", help="batch sizes, comma-separated")
+    parser.add_argument("--warmup", type=int, default=12, help="steps before the profiler")
+    parser.add_argument("--steps", type=int, default=8, help="steps profiled")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="an override on configs/demo.toml (e.g. model.dropout=0); repeatable",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.gpu and not torch.cuda.is_available():
+        sys.exit("--gpu: no CUDA device on this machine")
+    runs = RUNS / "speed"
+    runs.mkdir(parents=True, exist_ok=True)
+    encoders = [(ENCODERS["minilm"], "minilm-l6")]
+    if args.gpu:
+        folder = runs / "roberta-base-random"
+        if not (folder / "config.json").is_file():
+            random_encoder(ROBERTA_JSON, folder, resolve_name(ENCODERS["minilm"]))
+        encoders.insert(0, (str(folder), "roberta-base (random weights)"))
+    out = args.results / "step_profile.json"
+    for encoder, label in encoders:
+        for batch in map(int, args.batches.split(",")):
+            row = profile_row(encoder, label, batch, args.warmup, args.steps, runs, args.set)
+            print({k: row[k] for k in list(row)[:7]}, flush=True)
+            add_rows(out, [row])
+
+
+def add_rows(path, new):
+    """`new` rows into the JSON at `path` (replacing the same device, encoder, batch and
+    overrides), the Markdown beside it rewritten; gpu_session.py's merge adds GPU rows so."""
+    same = lambda r: (r["device"], r["encoder"], r["batch_size"], tuple(r["overrides"]))  # noqa: E731
+    keys = {same(r) for r in new}
+    rows = [r for r in load_rows(path) if same(r) not in keys] + new
+    write_json(path, rows)
+    write_text(path.with_suffix(".md"), markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
