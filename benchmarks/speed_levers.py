@@ -21,8 +21,8 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    process, no loader workers: the path before 2026-12-04's PadCollator and
                    train.loader_workers (benchmarks/results/collate.md)
   encoder-dropout-0  model.dropout=0: the encoder's own hidden and attention dropout off
-                   while training (on CPU a step spent ~35% drawing their random masks,
-                   results/step_profile.md); its accuracy is a question for accuracy.py
+                   while training (on CPU, drawing their masks took over a quarter of a
+                   step: results/step_profile.md); its accuracy is a question for accuracy.py
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies

@@ -26,6 +26,7 @@ import torch
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
 from seed000_pipeline import StepClock
 from speed_machine import device_label, inputs, random_encoder
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import TrainerCallback
 
@@ -151,26 +152,31 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
 
 
 def summary(window, steps, step_s):
+    """The profiled window, per step. Host events (ops and the phase spans) carry CPU time;
+    kernels are the device's own events (as torch's profiler table totals them)."""
     events = window.prof.key_averages()
     per_step = lambda us: round(us / steps / 1e3, 2)  # noqa: E731  µs in the window -> ms/step
     count = lambda names: round(sum(e.count for e in events if e.key in names) / steps, 1)  # noqa: E731
-    ops = [e for e in events if not e.key.startswith("phase: ")]
-    device = sum(e.self_device_time_total for e in ops)
+    host = [e for e in events if e.device_type == DeviceType.CPU]
+    phases = [e for e in host if e.key.startswith("phase: ")]
+    ops = [e for e in host if not e.key.startswith("phase: ")]
+    kernels = [e for e in events if e.device_type != DeviceType.CPU and not e.is_user_annotation]
     return {
         "median_step_ms": round(1e3 * statistics.median(step_s), 1),
         "profiled_step_ms": round(1e3 * window.wall / steps, 1),
         "host_op_ms_per_step": per_step(sum(e.self_cpu_time_total for e in ops)),
-        "device_busy_ms_per_step": per_step(device),
+        # host time inside the phases but outside any torch op: Python, the Trainer, peft
+        "host_other_ms_per_step": per_step(sum(e.self_cpu_time_total for e in phases)),
+        "device_busy_ms_per_step": per_step(sum(e.self_device_time_total for e in kernels)),
         "phases_ms": {
             e.key.removeprefix("phase: "): per_step(e.cpu_time_total)
-            for e in sorted(events, key=lambda e: -e.cpu_time_total)
-            if e.key.startswith("phase: ")
+            for e in sorted(phases, key=lambda e: -e.cpu_time_total)
         },
         "launches_per_step": count(LAUNCHES),
         "syncs_per_step": count(SYNCS),
         "cuda_mallocs_per_step": count(MALLOCS),
         "top_host_ops": top(ops, "self_cpu_time_total", steps),
-        "top_device_ops": top(ops, "self_device_time_total", steps) if device else [],
+        "top_device_ops": top(kernels, "self_device_time_total", steps),
     }
 
 
@@ -184,20 +190,22 @@ def top(events, attr, steps, n=12):
 def markdown(rows):
     header = [
         "device", "encoder", "batch", "overrides", "step ms", "profiled step ms", "host op ms",
-        "device busy ms", "launches", "syncs", "cudaMalloc", "date",
+        "host other ms", "device busy ms", "launches", "syncs", "cudaMalloc", "date",
     ]  # fmt: skip
     lines = [
         "# Where a training step's time goes",
         "",
         "Written by `python benchmarks/step_profile.py` (GPU: `--gpu --batches 32,1024`). "
         "Per step: the median wall time of the un-profiled steps before the profiler (a "
-        "step's end waits for its kernels), the same under the profiler, the host's op time, "
-        "the device's kernel time, kernel launches, host-device syncs and cudaMalloc calls.",
+        "step's end waits for its kernels), the same under the profiler, the host's time in "
+        "torch ops and in the phases outside them (Python, the Trainer, peft), the device's "
+        "kernel time, kernel launches, host-device syncs and cudaMalloc calls.",
         "",
         *table(header, [[
             r["device"], r["encoder"], r["batch_size"], " ".join(r["overrides"]) or "-",
             r["median_step_ms"],
-            r["profiled_step_ms"], r["host_op_ms_per_step"], r["device_busy_ms_per_step"],
+            r["profiled_step_ms"], r["host_op_ms_per_step"], r.get("host_other_ms_per_step", "-"),
+            r["device_busy_ms_per_step"],
             r["launches_per_step"], r["syncs_per_step"], r["cuda_mallocs_per_step"], r["date"],
         ] for r in rows]),
     ]  # fmt: skip

@@ -201,6 +201,7 @@ def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     row = profile.profile_row(tiny_bert, "tiny", 8, 4, 2, tmp_path, ["model.dropout=0"])
     assert {"forward", "backward", "optimizer step", "fetch + pad batch"} <= set(row["phases_ms"])
     assert row["host_op_ms_per_step"] > 0 and row["top_host_ops"]
+    assert row["host_other_ms_per_step"] > 0  # the Trainer's own Python, between the ops
     assert row["device_busy_ms_per_step"] == 0 and row["launches_per_step"] == 0
     assert row["steps_timed"] == 2 and row["median_step_ms"] > 0
     out = tmp_path / "step_profile.json"

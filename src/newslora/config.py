@@ -54,7 +54,7 @@ class ModelConfig:
         "auto",
         "Dropout inside the encoder while training (its hidden and attention dropout): `auto` "
         "keeps the checkpoint's own (0.1 on BERT, RoBERTa, MPNet); a number in [0, 1) sets "
-        "both. Off, a CPU step skips drawing its random masks, a third of a MiniLM step "
+        "both. Off, a CPU step skips drawing its random masks, over a quarter of a MiniLM step "
         "(benchmarks/results/step_profile.md). The head's dropout is left as it was.",
     )
 
