@@ -6,7 +6,7 @@ On a GPU the Trainer's data loader runs in the training process between steps (n
 workers before 2026-12-04), so whatever a batch costs on the host is added to every step.
 transformers' DataCollatorWithPadding (`tokenizer.pad`) took ~40 ms for a batch of 1,024 here,
 against a whole step of ~145 ms measured on an H200 at that batch (results/speed.md);
-newslora's PadCollator (src/newslora/model.py) gives the same tensors (tests/test_model.py).
+PadCollator below, numpy padding, gives the same tensors (tests/test_speed_bench.py).
 Both are timed here, taking turns, on the rows `newslora train` feeds them: the pool tokenized
 by newslora.train.tokenize, batches drawn as the DataLoader draws them
 (`Dataset.__getitems__`). Results: results/collate.json and collate.md.
@@ -26,8 +26,56 @@ from transformers import DataCollatorWithPadding
 
 from newslora.data import clean_text
 from newslora.files import write_json
-from newslora.model import PadCollator, load_tokenizer
+from newslora.model import load_tokenizer
 from newslora.train import tokenize
+
+
+def pad_rows(tokenizer, rows, multiple=None):
+    """Rows of a tokenizer's output (dicts of token lists) -> a dict of numpy arrays: token
+    fields padded to the longest row (rounded up to `multiple`) on the tokenizer's padding side,
+    other fields (labels, teacher logits) stacked. `tokenizer.pad` gives the same arrays but
+    took 40 ms for a batch of 1,024 on one core where this takes 2.8 (results/collate.md).
+    Benchmark code: training and prediction keep transformers' padding until a GPU run shows
+    this wins end to end (the `numpy-collator` lever; on CPU it made no difference)."""
+    fill = {
+        "input_ids": tokenizer.pad_token_id,
+        "attention_mask": 0,
+        "token_type_ids": tokenizer.pad_token_type_id,
+        "special_tokens_mask": 1,
+    }
+    if fill["input_ids"] is None:
+        raise ValueError(
+            f"tokenizer '{tokenizer.name_or_path}' has no padding token: rows of different "
+            "lengths cannot share a batch (a decoder's tokenizer? use an encoder model)"
+        )
+    width = max(len(row["input_ids"]) for row in rows)
+    width = -(-width // multiple) * multiple if multiple else width
+    left = tokenizer.padding_side == "left"
+    batch = {}
+    for key in rows[0]:
+        if key not in fill:  # one value per row ("label" is renamed as the Trainer expects)
+            values = np.array([row[key] for row in rows])
+            batch["labels" if key == "label" else key] = (
+                values.astype(np.float32) if values.dtype == np.float64 else values
+            )
+            continue
+        padded = np.full((len(rows), width), fill[key], dtype=np.int64)
+        for i, row in enumerate(rows):
+            seq = row[key]
+            padded[i, slice(width - len(seq), None) if left else slice(len(seq))] = seq
+        batch[key] = padded
+    return batch
+
+
+class PadCollator:
+    """The Trainer's collator: `pad_rows` as torch tensors (DataCollatorWithPadding's output)."""
+
+    def __init__(self, tokenizer, pad_to_multiple_of=None):
+        self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
+
+    def __call__(self, rows):
+        batch = pad_rows(self.tokenizer, rows, self.multiple)
+        return {key: torch.from_numpy(values) for key, values in batch.items()}
 
 
 def pass_ms(fn, batches):

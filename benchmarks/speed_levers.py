@@ -17,9 +17,13 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    a step's kernels) and batches padded to a multiple of 16, so that a few
                    shapes are compiled, not one per length. For GPUs, where a step cost
                    ~150 ms at any batch up to 1,024 (2026-12-04, H200): launch-bound
-  collate-in-loop  transformers' DataCollatorWithPadding (tokenizer.pad) in the training
-                   process, no loader workers: the path before 2026-12-04's PadCollator and
-                   train.loader_workers (benchmarks/results/collate.md)
+  collate-in-loop  train.loader_workers=0: batches fetched and padded in the training
+                   process, not in loader workers (on CPU that is already the default).
+                   Its lever_ab rows of 2026-12-04 were taken when src/ padded with
+                   PadCollator: there, this lever also swapped in DataCollatorWithPadding
+  numpy-collator   collate.PadCollator (numpy padding, the same tensors) instead of
+                   transformers' DataCollatorWithPadding: 14x less host time a batch of 1,024
+                   (results/collate.md), no difference end to end on CPU; for GPUs
   encoder-dropout-0  model.dropout=0: the encoder's own hidden and attention dropout off
                    while training (on CPU, drawing their masks took over a quarter of a
                    step: results/step_profile.md); its accuracy is a question for accuracy.py
@@ -46,11 +50,11 @@ from transformers import DataCollatorWithPadding, Trainer
 
 import newslora.train as newslora_train
 from newslora.config import load_config
-from newslora.model import PadCollator
 from newslora.train import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from collate import PadCollator  # noqa: E402
 from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E402
 
 LEVERS = {
@@ -65,7 +69,8 @@ LEVERS = {
         "args": {"torch_compile": True, "torch_compile_mode": "reduce-overhead"},
         "pad_to": 16,
     },
-    "collate-in-loop": {"hf_collator": True, "overrides": ["train.loader_workers=0"]},
+    "collate-in-loop": {"overrides": ["train.loader_workers=0"]},
+    "numpy-collator": {"numpy_collator": True},
     "encoder-dropout-0": {"overrides": ["model.dropout=0"]},
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
@@ -92,9 +97,11 @@ def main():
     base = recipe.model.get_base_model()
     trainer = recipe.trainer
     if lever.get("pad_to"):
-        trainer.data_collator = PadCollator(recipe.tokenizer, pad_to_multiple_of=lever["pad_to"])
-    if lever.get("hf_collator"):
-        trainer.data_collator = DataCollatorWithPadding(recipe.tokenizer)
+        trainer.data_collator = DataCollatorWithPadding(
+            recipe.tokenizer, pad_to_multiple_of=lever["pad_to"]
+        )
+    if lever.get("numpy_collator"):
+        trainer.data_collator = PadCollator(recipe.tokenizer)
     if lever.get("grouped_eval"):
         trainer._get_eval_sampler = MethodType(Trainer._get_eval_sampler, trainer)
     result = {

@@ -10,8 +10,8 @@ from newslora.files import write_json
 KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
 LEVERS = [
     "baseline", "bf16-base", "eager-attention", "sdpa-attention", "adamw-foreach",
-    "torch-compile", "batch-256", "compile-graphs", "collate-in-loop", "encoder-dropout-0",
-    "eval-pass", "eval-pass-grouped",
+    "torch-compile", "batch-256", "compile-graphs", "collate-in-loop", "numpy-collator",
+    "encoder-dropout-0", "eval-pass", "eval-pass-grouped",
 ]  # fmt: skip
 GOALS = {"train": 15.0, "predict": 20.0, "cpu_matmul_utilisation": 0.40}
 GPU_GOALS = {"train": 4.0, "predict": 10.0, "mfu": 0.35}  # MFU: RoBERTa-base LoRA, batch >= 64

@@ -4,13 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import LABELS, minilm_path, newslora, tiny_config, trained_looking_model
+from conftest import LABELS, newslora, tiny_config, trained_looking_model
 from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
-from newslora import NewsloraError
 from newslora.config import load_config, save_config
-from newslora.model import PadCollator, load_model, pad_rows, save_model
+from newslora.model import load_model, save_model
 from newslora.predict import load_run, predict_logits
 
 TEXTS = [
@@ -134,32 +133,3 @@ def test_hub_kernels_are_off_unless_asked(setting, enabled):
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == str(enabled), out.stderr
-
-
-@pytest.mark.parametrize("side, multiple", [("right", None), ("left", None), ("right", 16)])
-def test_pad_collator_gives_what_the_tokenizer_pads(pool, side, multiple):
-    """PadCollator replaces DataCollatorWithPadding in training (14x faster at batch
-    1,024, benchmarks/collate.py): same tensors, dtypes and keys from MiniLM's real tokenizer
-    (ids, mask, type ids), a label renamed to labels, teacher logits stacked, either side."""
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), padding_side=side)
-    texts = (pool["title"] + " " + pool["description"]).head(64).tolist()
-    enc = tokenizer(texts, truncation=True, max_length=48)
-    rows = [
-        {**{key: enc[key][i] for key in enc}, "label": i % 4, "teacher": [0.5 * i, -1.0]}
-        for i in range(len(texts))
-    ]
-    ours = PadCollator(tokenizer, pad_to_multiple_of=multiple)(rows)
-    theirs = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)(rows)
-    assert sorted(ours) == sorted(theirs) == sorted([*enc, "labels", "teacher"])
-    for key, tensor in theirs.items():
-        assert ours[key].dtype == tensor.dtype and torch.equal(ours[key], tensor), key
-    lengths = ours["attention_mask"].sum(1)
-    assert lengths.min() < lengths.max()  # rows of different lengths: padding was exercised
-
-
-def test_pad_rows_refuses_a_tokenizer_without_a_pad_token():
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    tokenizer.pad_token = None
-    rows = [dict(tokenizer("a short text")), dict(tokenizer("a longer text than that"))]
-    with pytest.raises(NewsloraError, match="has no padding token"):
-        pad_rows(tokenizer, rows)

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import safetensors.torch
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
@@ -154,53 +153,6 @@ def load_tokenizer(name):
         return AutoTokenizer.from_pretrained(resolve_name(name))
     except (OSError, ValueError) as e:
         raise NewsloraError(f"model '{name}': cannot load its tokenizer ({e})") from None
-
-
-def pad_rows(tokenizer, rows, multiple=None):
-    """Rows of a tokenizer's output (dicts of token lists) -> a dict of numpy arrays: token
-    fields padded to the longest row (rounded up to `multiple`) on the tokenizer's padding side,
-    other fields (labels, teacher logits) stacked. `tokenizer.pad` gives the same arrays but
-    took 40 ms for a batch of 1,024 on one core where this takes 2.8 (benchmarks/results/
-    collate.md): on a GPU the collator runs between steps, so its time is the step's."""
-    fill = {
-        "input_ids": tokenizer.pad_token_id,
-        "attention_mask": 0,
-        "token_type_ids": tokenizer.pad_token_type_id,
-        "special_tokens_mask": 1,
-    }
-    if fill["input_ids"] is None:
-        raise NewsloraError(
-            f"tokenizer '{tokenizer.name_or_path}' has no padding token: rows of different "
-            "lengths cannot share a batch (a decoder's tokenizer? use an encoder model)"
-        )
-    width = max(len(row["input_ids"]) for row in rows)
-    width = -(-width // multiple) * multiple if multiple else width
-    left = tokenizer.padding_side == "left"
-    batch = {}
-    for key in rows[0]:
-        if key not in fill:  # one value per row ("label" is renamed as the Trainer expects)
-            values = np.array([row[key] for row in rows])
-            batch["labels" if key == "label" else key] = (
-                values.astype(np.float32) if values.dtype == np.float64 else values
-            )
-            continue
-        padded = np.full((len(rows), width), fill[key], dtype=np.int64)
-        for i, row in enumerate(rows):
-            seq = row[key]
-            padded[i, slice(width - len(seq), None) if left else slice(len(seq))] = seq
-        batch[key] = padded
-    return batch
-
-
-class PadCollator:
-    """The Trainer's collator: `pad_rows` as torch tensors (DataCollatorWithPadding's output)."""
-
-    def __init__(self, tokenizer, pad_to_multiple_of=None):
-        self.tokenizer, self.multiple = tokenizer, pad_to_multiple_of
-
-    def __call__(self, rows):
-        batch = pad_rows(self.tokenizer, rows, self.multiple)
-        return {key: torch.from_numpy(values) for key, values in batch.items()}
 
 
 class LinearHead(nn.Module):

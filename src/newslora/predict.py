@@ -20,7 +20,7 @@ from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import load_with_config
 from newslora.files import atomic_path
-from newslora.model import autocast_dtype, load_model, pad_rows
+from newslora.model import autocast_dtype, load_model
 
 
 def run_config(run_dir):
@@ -49,20 +49,19 @@ def predict_logits(
     model.to(device).eval()  # no dropout at inference
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-        for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, progress):
-            batch = {key: torch.from_numpy(values).to(device) for key, values in batch.items()}
-            logits[idx] = model(**batch).logits.float().cpu().numpy()
+        for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, "pt", progress):
+            logits[idx] = model(**batch.to(device)).logits.float().cpu().numpy()
     return logits
 
 
-def _sorted_batches(tokenizer, texts, batch_size, max_length, progress):
-    """(row indices, padded numpy batch), shortest rows first: each pads to its own longest."""
+def _sorted_batches(tokenizer, texts, batch_size, max_length, tensors, progress):
+    """(row indices, padded batch), shortest rows first: each batch pads to its own longest."""
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="predict", disable=not progress, unit="batch"):
         idx = order[start : start + batch_size]
-        yield idx, pad_rows(tokenizer, [{key: enc[key][i] for key in enc} for i in idx])
+        yield idx, tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors=tensors)
 
 
 def label_confidence(logits, temperature=1.0):
@@ -212,6 +211,6 @@ def onnx_logits(session, tokenizer, texts, batch_size=64, max_length=128, progre
     """predict_logits for an ONNX Runtime session: same tokenization, batches and row order."""
     names = [i.name for i in session.get_inputs()]
     logits = np.zeros((len(texts), session.get_outputs()[0].shape[-1]), dtype=np.float32)
-    for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, progress):
+    for idx, batch in _sorted_batches(tokenizer, texts, batch_size, max_length, "np", progress):
         logits[idx] = session.run(None, {n: batch[n].astype(np.int64) for n in names})[0]
     return logits
