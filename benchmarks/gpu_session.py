@@ -79,9 +79,9 @@ GPU = {
               "--only", "seed,newslora,batches", "--batch-sizes", "1024,4096",
               "--batch-rows", "90000"],
     # against the launch-bound step, at the recipe's batch (RoBERTa-base first): CUDA graphs,
-    # and the host's share (numpy padding; no loader workers)
+    # the host's share (numpy padding; no loader workers) and peft's input casts (launches)
     "speed-levers": ["--gpu", "--only", "levers", "--levers",
-                     "baseline,numpy-collator,collate-in-loop,compile-graphs",
+                     "baseline,numpy-collator,collate-in-loop,compile-graphs,peft-input-cast",
                      "--rows", "10000"],
     # where a step's ~145 ms go (benchmarks/step_profile.py), both encoders: ~1-2 min
     "profile": ["--gpu", "--batches", "32,1024"],

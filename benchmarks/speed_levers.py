@@ -27,6 +27,11 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   encoder-dropout-0  model.dropout=0: the encoder's own hidden and attention dropout off
                    while training (on CPU, drawing their masks took over a quarter of a
                    step: results/step_profile.md); its accuracy is a question for accuracy.py
+  peft-input-cast  peft's cast of an adapted layer's input to the adapter's dtype kept on
+                   (peft's default; since 2026-12-05 newslora's training turns it off under
+                   autocast, newslora.train.adapter_input_casts): a bf16 input goes to
+                   fp32 and back to bf16 before LoRA's A. The lever_ab row of 2026-12-05
+                   was taken before that change, as `baseline lora-input-cast-off`
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
@@ -43,6 +48,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from types import MethodType
 
@@ -50,7 +56,7 @@ from transformers import DataCollatorWithPadding, Trainer
 
 import newslora.train as newslora_train
 from newslora.config import load_config
-from newslora.train import Recipe
+from newslora.train import Recipe, adapter_input_casts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -72,6 +78,7 @@ LEVERS = {
     "collate-in-loop": {"overrides": ["train.loader_workers=0"]},
     "numpy-collator": {"numpy_collator": True},
     "encoder-dropout-0": {"overrides": ["model.dropout=0"]},
+    "peft-input-cast": {"peft_cast": True},
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
@@ -123,7 +130,9 @@ def main():
         clock, counts = StepClock(), []
         trainer.add_callback(clock)
         count_batches(trainer, counts)
-        trainer.train()
+        casts = adapter_input_casts(recipe.cfg, recipe.model)  # as Recipe.train runs
+        with nullcontext() if lever.get("peft_cast") else casts:
+            trainer.train()
         result["steps"] = step_records(clock, counts)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

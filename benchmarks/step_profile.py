@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 from newslora.config import load_config
 from newslora.files import write_json
 from newslora.model import resolve_name
-from newslora.train import Recipe
+from newslora.train import Recipe, adapter_input_casts
 
 REPO = Path(__file__).resolve().parents[1]
 ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
@@ -134,7 +134,8 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
     clock, window = StepClock(), Window(warmup, total)
     for callback in (spans, clock, window):
         trainer.add_callback(callback)
-    trainer.train()
+    with adapter_input_casts(recipe.cfg, recipe.model):  # as Recipe.train runs it
+        trainer.train()
     ends = clock.ends[:warmup]  # the steps before the profiler: un-instrumented times
     step_s = [b - a for a, b in zip(ends[1:], ends[2:], strict=False)]  # first two: warm-up
     return summary(window, steps, step_s) | {

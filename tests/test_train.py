@@ -193,6 +193,63 @@ def test_bf16_base_stores_the_frozen_base_in_bf16(
     assert torch.equal(before, after)
 
 
+def test_training_skips_peft_input_cast_under_autocast_with_the_same_bits(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """Under bf16 autocast peft casts a bf16 input of an adapted layer (attention_output's,
+    ffn_out's) to the adapter's fp32, and autocast casts it back for LoRA's A. Without LoRA
+    dropout, Recipe.train turns that cast off with peft's own helper: the loss and every
+    gradient are the same bits either way, the cast is off in every training step and on
+    again afterwards. With LoRA dropout (which would then scale in bf16) it stays on."""
+    from peft.helpers import disable_input_dtype_casting
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from transformers import TrainerCallback
+
+    def recipe_with(lora_dropout, name):
+        text = tiny_config(tiny_bert, small_train_csv, tmp_path / name)
+        text = text.replace('["query", "value"]', '["query", "attention_output", "ffn_out"]')
+        text = text.replace("dropout = 0.1", f"dropout = {lora_dropout}")
+        return Recipe(load_config(write_config(text), ["train.precision=bf16"])).setup()
+
+    recipe = recipe_with(0.0, "run")
+    model, batch = recipe.model, next(iter(recipe.trainer.get_train_dataloader()))
+    model.train()
+
+    def loss_and_grads(cast):
+        model.zero_grad()
+        torch.manual_seed(0)  # the same encoder dropout masks in both passes
+        with torch.autocast("cpu", torch.bfloat16):
+            with disable_input_dtype_casting(model, active=not cast):
+                loss = model(**batch).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return loss.detach(), grads
+
+    (loss_on, grads_on), (loss_off, grads_off) = loss_and_grads(True), loss_and_grads(False)
+    assert torch.equal(loss_on, loss_off)
+    assert grads_on.keys() == grads_off.keys() and len(grads_on) > 0
+    assert all(torch.equal(grads_on[n], grads_off[n]) for n in grads_on)
+
+    def casts_while_training(recipe):
+        def casts():
+            layers = recipe.model.modules()
+            return {m.cast_input_dtype_enabled for m in layers if isinstance(m, BaseTunerLayer)}
+
+        seen = []
+
+        class Look(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                seen.append(casts())
+
+        recipe.trainer.add_callback(Look())
+        recipe.train()
+        assert casts() == {True}  # restored
+        return seen
+
+    assert casts_while_training(recipe) == [{False}] * 8
+    assert casts_while_training(recipe_with(0.1, "with-dropout")) == [{True}] * 8
+
+
 def test_validation_figures_come_from_the_best_checkpoints_evaluation(
     tiny_bert, small_train_csv, tmp_path, write_config
 ):
