@@ -119,6 +119,7 @@ def main():
             "bf16_base": recipe.cfg.train.bf16_base,
             "collator": type(trainer.data_collator).__name__,
             "loader_workers": trainer.args.dataloader_num_workers,
+            "peft_input_cast": bool(lever.get("peft_cast")),
         }
     }
     if lever.get("eval_only"):
