@@ -117,6 +117,24 @@ def test_table_ratios_and_upsert(tmp_path):
     assert "goal >= 40%: NOT met" in table
 
 
+def test_full_pool_estimates_only_the_arms_not_run_on_it():
+    """An arm measured on the whole pool is named as measured; an epoch is estimated, at the
+    best measured rate, only for the arms that were not (here 0.9 x 87,862 rows / 10 per s)."""
+    whole = _row("newslora", "bf16", 150.0, 300.0) | {"rows": 87_862}
+    rows = [
+        whole,
+        _row("newslora", "bf16", 170.0, 300.0),
+        _row("seed000-pipeline", "fp32", 10.0, 9.0),
+    ]
+    line = report.full_pool(rows)
+    assert "measured for newslora minilm-l6 bf16 (rows above)" in line
+    assert (
+        "seed000-pipeline minilm-l6 fp32: 2.2 h" in line and "newslora minilm-l6 bf16:" not in line
+    )
+    assert "not run on this machine" in report.full_pool(rows[1:])
+    assert report.full_pool([whole]) is None
+
+
 def test_onnx_int8_prediction_against_both_paths():
     """The ONNX Runtime row is prediction only: compared with the seed's prediction and with
     the torch path's at the machine's own precision (fp32 here: 'no bf16 units')."""
