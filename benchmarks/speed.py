@@ -42,6 +42,7 @@ from common import ENCODERS, load_rows  # noqa: E402
 from speed_machine import (  # noqa: E402
     PREDICT_REPEAT,
     PREDICT_ROWS,
+    budget_overrides,
     checked,
     device_label,
     encoder_params,
@@ -205,9 +206,7 @@ def newslora_overrides(ctx, train, rows, max_length, precision, run):
         f"train.precision={precision}",
         f"train.output_dir={run}",
         f"train.logging_steps={log_every(ctx)}",  # TensorBoard events, hence timestamps
-        # demo.toml's r=8 and default head fit the budget on MiniLM only; elsewhere the recipe's
-        # linear head and the largest rank that fits (configs/newslora.toml)
-        *([] if ctx.encoder == MINILM else ["model.head=linear", "lora.r=auto"]),
+        *budget_overrides(ctx.encoder),
     ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import DATA
+from common import DATA, ENCODERS
 
 from newslora.model import cpu_supports_bf16
 
@@ -115,6 +115,12 @@ def checked(cmd, log, timeout=None):
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(f"exit {done['rc']}: {shlex.join(map(str, cmd))}\n{tail}")
     return done
+
+
+def budget_overrides(encoder):
+    """demo.toml's r=8 and default head fit the budget on MiniLM only; elsewhere the recipe's
+    linear head and the largest rank that fits (configs/newslora.toml)."""
+    return [] if encoder == ENCODERS["minilm"] else ["model.head=linear", "lora.r=auto"]
 
 
 def inputs(runs, rows):

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
 from seed000_pipeline import StepClock
-from speed_machine import device_label, inputs, random_encoder
+from speed_machine import budget_overrides, device_label, inputs, random_encoder
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import TrainerCallback
@@ -108,8 +108,7 @@ def overrides(encoder, train, batch, steps, run):
         f"train.batch_size={batch}",
         f"train.max_steps={steps}",
         f"train.output_dir={run}",
-        # demo.toml's r=8 and default head fit the budget on MiniLM only (as benchmarks/speed.py)
-        *([] if encoder == ENCODERS["minilm"] else ["model.head=linear", "lora.r=auto"]),
+        *budget_overrides(encoder),
     ]
 
 
