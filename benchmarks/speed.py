@@ -50,7 +50,7 @@ from speed_machine import (  # noqa: E402
     matmul_flops,
     measured,
     newslora_lengths,
-    random_encoder,
+    random_roberta,
     step_end_times,
 )
 from speed_report import (  # noqa: E402
@@ -65,7 +65,6 @@ from speed_report import (  # noqa: E402
 )
 
 MINILM = ENCODERS["minilm"]
-ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
 H100_SXM_BF16 = 989e12  # dense bf16 peak of an H100 SXM, FLOP/s
 WARMUP = 1  # steps left out of the timed window
 # newslora's steps are timed by their TensorBoard loss events. Each logged loss is a device
@@ -431,10 +430,7 @@ def pending(ctx, args, done_rows):
 def encoders(args, runs):
     if not args.gpu:
         return [(args.encoder, "minilm-l6" if args.encoder == MINILM else Path(args.encoder).name)]
-    folder = runs / "roberta-base-random"
-    if not (folder / "config.json").is_file():
-        random_encoder(ROBERTA_JSON, folder, resolve_name(MINILM))
-    return [(str(folder), "roberta-base (random weights)"), (MINILM, "minilm-l6")]
+    return [(random_roberta(runs), "roberta-base (random weights)"), (MINILM, "minilm-l6")]
 
 
 def main():

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from common import DATA, ENCODERS
 
-from newslora.model import cpu_supports_bf16
+from newslora.model import cpu_supports_bf16, resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
+ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
 PREDICT_ROWS, PREDICT_REPEAT = 400, 10  # test rows to predict, and the repeat for timing
 
 
@@ -75,6 +76,16 @@ def random_encoder(config_json, folder, tokenizer_from, **overrides):
     torch.manual_seed(0)
     AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def random_roberta(runs):
+    """RoBERTa-base from newslora's bundled config, random weights, MiniLM's tokenizer (neither
+    RoBERTa's weights nor its tokenizer install offline): the GPU rows' architecture, built
+    once under `runs`."""
+    folder = runs / "roberta-base-random"
+    if not (folder / "config.json").is_file():
+        random_encoder(ROBERTA_JSON, folder, resolve_name(ENCODERS["minilm"]))
     return str(folder)
 
 

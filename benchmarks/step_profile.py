@@ -25,18 +25,16 @@ from pathlib import Path
 import torch
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
 from seed000_pipeline import StepClock
-from speed_machine import budget_overrides, device_label, inputs, random_encoder
+from speed_machine import budget_overrides, device_label, inputs, random_roberta
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import TrainerCallback
 
 from newslora.config import load_config
 from newslora.files import write_json
-from newslora.model import resolve_name
 from newslora.train import Recipe, adapter_input_casts
 
 REPO = Path(__file__).resolve().parents[1]
-ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
 # counted per step: what makes a step wait on the host, or the host on the device
 SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize")
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
@@ -242,10 +240,7 @@ def main():
     runs.mkdir(parents=True, exist_ok=True)
     encoders = [(ENCODERS["minilm"], "minilm-l6")]
     if args.gpu:
-        folder = runs / "roberta-base-random"
-        if not (folder / "config.json").is_file():
-            random_encoder(ROBERTA_JSON, folder, resolve_name(ENCODERS["minilm"]))
-        encoders.insert(0, (str(folder), "roberta-base (random weights)"))
+        encoders.insert(0, (random_roberta(runs), "roberta-base (random weights)"))
     out = args.results / "step_profile.json"
     for encoder, label in encoders:
         for batch in map(int, args.batches.split(",")):

@@ -197,7 +197,7 @@ def test_random_roberta_for_the_gpu_rows(tmp_path):
     here a 1-layer copy of it, to check the folder loads and N counts the layers only."""
     from transformers import AutoModelForSequenceClassification
 
-    speed = _bench("speed")
+    speed = _bench("speed_machine")  # what speed.py's --gpu rows are built with
     small = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2}
     folder = speed.random_encoder(
         speed.ROBERTA_JSON, tmp_path / "rb", minilm_path(), intermediate_size=64, **small
