@@ -87,7 +87,7 @@ class Window(TrainerCallback):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
                 activities.append(ProfilerActivity.CUDA)
-            self.prof = profile(activities=activities)
+            self.prof = profile(activities=activities, record_shapes=True)  # for op_kinds
             self.prof.__enter__()
             self.began = time.perf_counter()
         elif state.global_step == self.stop and self.prof is not None:
@@ -135,7 +135,7 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
         trainer.train()
     ends = clock.ends[:warmup]  # the steps before the profiler: un-instrumented times
     step_s = [b - a for a, b in zip(ends[1:], ends[2:], strict=False)]  # first two: warm-up
-    return summary(window, steps, step_s) | {
+    return summary(window, steps, step_s, recipe.cfg.lora.r) | {
         "encoder": label,
         "device": device_label(torch.cuda.is_available()),
         "batch_size": batch,
@@ -149,9 +149,10 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
     }
 
 
-def summary(window, steps, step_s):
+def summary(window, steps, step_s, rank):
     """The profiled window, per step. Host events (ops and the phase spans) carry CPU time;
-    kernels are the device's own events (as torch's profiler table totals them)."""
+    kernels are the device's own events (as torch's profiler table totals them). `rank`: the
+    LoRA rank, which tells LoRA's matrix products from the frozen base's (op_kinds)."""
     events = window.prof.key_averages()
     per_step = lambda us: round(us / steps / 1e3, 2)  # noqa: E731  µs in the window -> ms/step
     count = lambda names: round(sum(e.count for e in events if e.key in names) / steps, 1)  # noqa: E731
@@ -173,9 +174,34 @@ def summary(window, steps, step_s):
         "launches_per_step": count(LAUNCHES),
         "syncs_per_step": count(SYNCS),
         "cuda_mallocs_per_step": count(MALLOCS),
+        "host_op_kinds_ms": op_kinds(window.prof, rank, steps),
         "top_host_ops": top(ops, "self_cpu_time_total", steps),
         "top_device_ops": top(kernels, "self_device_time_total", steps),
     }
+
+
+ATTENTION = ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data")
+COPIES = ("aten::copy_", "aten::_to_copy")
+
+
+def op_kinds(prof, rank, steps):
+    """Host self time of the ops per step, by kind: what the frozen base's matrix products
+    cost against LoRA's (a product with a side of length `rank`), attention's batched products
+    and softmax, copies (autocast's casts, contiguous copies) and every other op (element-wise
+    work, norms, views, allocation)."""
+    kinds = dict.fromkeys(["base matmul", "LoRA matmul", "attention", "copies", "other ops"], 0.0)
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.device_type != DeviceType.CPU or e.key.startswith("phase: "):
+            continue
+        if e.key in ("aten::mm", "aten::addmm"):
+            lora = any(len(s) == 2 and rank in s for s in e.input_shapes if isinstance(s, list))
+            kind = "LoRA matmul" if lora else "base matmul"
+        elif e.key in ATTENTION or "scaled_dot_product" in e.key:
+            kind = "attention"
+        else:
+            kind = "copies" if e.key in COPIES else "other ops"
+        kinds[kind] += e.self_cpu_time_total
+    return {k: round(v / steps / 1e3, 2) for k, v in kinds.items()}
 
 
 def top(events, attr, steps, n=12):
@@ -212,6 +238,9 @@ def markdown(rows):
         title = ", ".join([r["device"], r["encoder"], f"batch {r['batch_size']}", *r["overrides"]])
         lines += ["", f"## {title}", ""]
         lines += [f"Phases (host ms per step, spans include what they call): {phases}.", ""]
+        if r.get("host_op_kinds_ms"):
+            kinds = ", ".join(f"{k} {v}" for k, v in r["host_op_kinds_ms"].items())
+            lines += [f"Host op time by kind (ms per step): {kinds}.", ""]
         for kind in ("host", "device"):
             if r[f"top_{kind}_ops"]:
                 lines += [f"Top {kind} ops (self time):", ""]

@@ -223,6 +223,9 @@ def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     assert {"forward", "backward", "optimizer step", "fetch + pad batch"} <= set(row["phases_ms"])
     assert row["host_op_ms_per_step"] > 0 and row["top_host_ops"]
     assert row["host_other_ms_per_step"] > 0  # the Trainer's own Python, between the ops
+    kinds = row["host_op_kinds_ms"]  # every op in one kind, LoRA's products told from the base's
+    assert kinds["LoRA matmul"] > 0 and kinds["base matmul"] > 0 and kinds["attention"] > 0
+    assert sum(kinds.values()) == pytest.approx(row["host_op_ms_per_step"], abs=0.05)
     assert row["device_busy_ms_per_step"] == 0 and row["launches_per_step"] == 0
     assert row["steps_timed"] == 2 and row["median_step_ms"] > 0
     out = tmp_path / "step_profile.json"

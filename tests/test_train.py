@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 from safetensors.torch import load_file
+from transformers import Trainer
 
 from newslora import NewsloraError
 from newslora.config import load_config
@@ -67,7 +68,12 @@ def test_run_directory_is_complete(tiny_bert, small_train_csv, tmp_path, write_c
     config = write_config(tiny_config(tiny_bert, small_train_csv, run))
     _train(config, ["train.max_steps=12"])
     assert (run / "checkpoints" / "checkpoint-12").is_dir()
-    _train(config)  # again, into the same folder
+    recipe = _train(config)  # again, into the same folder
+    # total_flos: transformers' own count per batch, the parameters counted once, not per step
+    trainer = recipe.trainer
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert trainer.floating_point_ops(batch) == Trainer.floating_point_ops(trainer, batch) > 0
+    assert trainer.state.total_flos > 0
     # the second run starts clean: no checkpoint of the first one is left to rotate or resume
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "checkpoint-4",
