@@ -131,8 +131,9 @@ def main():
         clock, counts = StepClock(), []
         trainer.add_callback(clock)
         count_batches(trainer, counts)
-        casts = adapter_input_casts(recipe.cfg, recipe.model)  # as Recipe.train runs
-        with nullcontext() if lever.get("peft_cast") else casts:
+        # as Recipe.train runs, unless the lever keeps peft's casts
+        keep = lever.get("peft_cast")
+        with nullcontext() if keep else adapter_input_casts(recipe.cfg, recipe.model):
             trainer.train()
         result["steps"] = step_records(clock, counts)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -79,7 +79,8 @@ class RecipeTrainer(Trainer):
 
     def floating_point_ops(self, inputs):
         """transformers' `total_flos` count, the parameters counted once, not at every step
-        (~0.6 ms of host time per MiniLM step; on a GPU the host's time is the step's floor)."""
+        (1.27 -> 0.11 ms per profiled MiniLM step, benchmarks/results/step_profile.md; on a
+        GPU the host's time is the step's floor)."""
         main = getattr(self.model, "main_input_name", "input_ids")
         if main not in inputs or not hasattr(self.model, "num_parameters"):
             return super().floating_point_ops(inputs)
