@@ -3,7 +3,7 @@
 Speed probes through the real CLI (`newslora train configs/demo.toml ...`): a fixed number
 of optimizer steps, no evaluation, one lever changed at a time; the figure is the Trainer's
 train samples/s (start-up step included, so short probes are noisy: about +-6% here). The
-accuracy side of the row-count lever comes from whole `make demo` runs (README).
+accuracy side of the row-count lever comes from whole `make demo` runs (benchmarks/README.md).
 Precision is forced (fp32 by default: the bar is a CPU without bf16 units; a bf16-capable CPU
 reproduces it with train.precision=fp32). Rows land in results/demo_levers.json as they finish
 and a rerun skips them; results/demo_levers.md is rewritten from the JSON.

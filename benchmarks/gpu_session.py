@@ -58,7 +58,7 @@ DATA_FILES = ["agnews/train_pool.csv", "agnews/test.csv", "competition/test_unla
 # On the first GPU session's machine a step cost ~150-230 ms at any batch up to 1,024, so the
 # recipe's batch 32 (8,052 MPNet steps, ~30 min) does not fit a session; batch 128 (~8 min) does.
 # lr scaled by the square root of the batch. At batch 256 (lr 1.4e-3) MiniLM lost 0.45
-# validation points on CPU (README); 128 is not measured there.
+# validation points on CPU (benchmarks/README.md); 128 is not measured there.
 GPU_BATCH = ["train.batch_size=128", "train.lr=1e-3"]
 ACCURACY_JOBS = {
     "accuracy": ("newslora", GPU_BATCH),

@@ -146,7 +146,7 @@ class TrainConfig:
         False,
         "When training runs in bf16, store the frozen base's linear weights in bf16 (cast "
         "once, not in every forward pass; same outputs; slower on one of our bf16 CPUs, "
-        "~5% faster on another: README); LoRA weights and the head stay fp32.",
+        "~5% faster on another: benchmarks/README.md); LoRA weights and the head stay fp32.",
     )
     teacher: str = _f(
         "",

@@ -150,7 +150,7 @@ def adapter_input_casts(cfg, model):
     """The context training runs in. Under autocast peft casts a bf16 input of an adapted layer
     to the adapter's fp32, and autocast casts it back to bf16 for LoRA's A. Without LoRA
     dropout (which would then scale in bf16) skipping that round trip gives the same bits,
-    1.03x as fast on CPU (README, "Speed against the seed's pipeline")."""
+    1.03x as fast on CPU (benchmarks/README.md, "Speed against the seed's pipeline")."""
     skip = autocast_dtype(cfg.train.precision) is not None and cfg.lora.dropout == 0
     return disable_input_dtype_casting(model, active=skip)
 
