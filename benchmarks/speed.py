@@ -46,6 +46,7 @@ from speed_machine import (  # noqa: E402
     checked,
     device_label,
     encoder_params,
+    host_facts,
     inputs,
     matmul_flops,
     measured,
@@ -130,6 +131,7 @@ def make_row(ctx, arm, rows, max_length, precision, rates, predict, done, comman
         "flops_per_token": "4N (LoRA, frozen base), on padded tokens",
         "matmul_gflops": round(ctx.matmul[precision] / 1e9, 1) if not ctx.gpu else None,
         "other_cores": done["other_cores"],  # load from other processes during the arm
+        "host": host_facts(),
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         **extra,
     }

@@ -45,6 +45,27 @@ def cpu_name():
     return "cpu"
 
 
+def cpu_quota():
+    """CPUs the cgroup lets this process use (cgroup v2 `cpu.max`), or None when unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else round(int(quota) / int(period), 2)
+
+
+def host_facts():
+    """The host a step runs on. On a GPU the host's per-step work is the floor of a step, and
+    torch sizing its thread pool to cores the process may not use would slow exactly that."""
+    return {
+        "cpu": cpu_name(),
+        "cores_seen": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "cgroup_cpus": cpu_quota(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def device_label(gpu):
     if gpu:
         return torch.cuda.get_device_name(0)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
 from seed000_pipeline import StepClock
-from speed_machine import budget_overrides, device_label, inputs, random_roberta
+from speed_machine import budget_overrides, device_label, host_facts, inputs, random_roberta
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import TrainerCallback
@@ -138,6 +138,7 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
     return summary(window, steps, step_s, recipe.cfg.lora.r) | {
         "encoder": label,
         "device": device_label(torch.cuda.is_available()),
+        "host": host_facts(),
         "batch_size": batch,
         "overrides": list(sets),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
@@ -237,6 +238,9 @@ def markdown(rows):
         phases = ", ".join(f"{k} {v}" for k, v in r["phases_ms"].items())
         title = ", ".join([r["device"], r["encoder"], f"batch {r['batch_size']}", *r["overrides"]])
         lines += ["", f"## {title}", ""]
+        if r.get("host"):
+            host = ", ".join(f"{k} {v}" for k, v in r["host"].items())
+            lines += [f"Host: {host}.", ""]
         lines += [f"Phases (host ms per step, spans include what they call): {phases}.", ""]
         if r.get("host_op_kinds_ms"):
             kinds = ", ".join(f"{k} {v}" for k, v in r["host_op_kinds_ms"].items())

@@ -228,6 +228,8 @@ def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     assert sum(kinds.values()) == pytest.approx(row["host_op_ms_per_step"], abs=0.05)
     assert row["device_busy_ms_per_step"] == 0 and row["launches_per_step"] == 0
     assert row["steps_timed"] == 2 and row["median_step_ms"] > 0
+    host = row["host"]  # what a host-bound GPU step is read against
+    assert 1 <= host["cores_usable"] <= host["cores_seen"] and host["torch_threads"] >= 1
     out = tmp_path / "step_profile.json"
     profile.add_rows(out, [row])
     profile.add_rows(out, [row | {"median_step_ms": 1.0}])
