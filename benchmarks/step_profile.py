@@ -2,6 +2,7 @@
 step, then torch.profiler over a few more steps (host ops; on a GPU also the kernels).
 
     python benchmarks/step_profile.py                     # CPU: MiniLM-L6, batch 32 (~1 min)
+    python benchmarks/step_profile.py --encoder mpnet     # CPU: MPNet-base, the recipe's layout
     python benchmarks/step_profile.py --gpu --batches 32,1024
                                      # GPU: RoBERTa-base (random weights), then MiniLM-L6
 
@@ -181,6 +182,7 @@ def summary(window, steps, step_s, rank):
     }
 
 
+LABELS = {"minilm": "minilm-l6", "mpnet": "mpnet-base"}
 ATTENTION = ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data")
 COPIES = ("aten::copy_", "aten::_to_copy")
 
@@ -266,12 +268,18 @@ def main():
         help="an override on configs/demo.toml (e.g. model.dropout=0); repeatable",
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--encoder",
+        choices=sorted(LABELS),
+        default="minilm",
+        help="the encoder (mpnet: `bash benchmarks/fetch_mpnet.sh` first; linear head, r=auto)",
+    )
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
         sys.exit("--gpu: no CUDA device on this machine")
     runs = RUNS / "speed"
     runs.mkdir(parents=True, exist_ok=True)
-    encoders = [(ENCODERS["minilm"], "minilm-l6")]
+    encoders = [(ENCODERS[args.encoder], LABELS[args.encoder])]
     if args.gpu:
         encoders.insert(0, (random_roberta(runs), "roberta-base (random weights)"))
     out = args.results / "step_profile.json"

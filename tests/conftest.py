@@ -156,6 +156,7 @@ def tiny_config(model, train_csv, out_dir, extra=""):
 name = "{model}"
 head = "default"
 max_length = 64
+dropout = "auto"  # the encoder's own dropout: its seeded masks are part of what tests pin
 [data]
 train = "{train_csv}"
 test = "{DATA / "agnews" / "test.csv"}"
