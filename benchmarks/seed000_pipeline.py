@@ -27,11 +27,11 @@ Run by benchmarks/speed.py in its own process, so that its peak RSS is this arm'
 import argparse
 import json
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tomllib
 import torch
 from datasets import ClassLabel, Dataset
 from peft import LoraConfig, get_peft_model

@@ -1,5 +1,6 @@
-import pytest
 import tomllib
+
+import pytest
 
 from newslora import NewsloraError
 from newslora.config import config_help, load_config, parse_override, save_config

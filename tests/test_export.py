@@ -4,6 +4,7 @@ load without newslora, and that predict what the run predicts."""
 import json
 import subprocess
 import sys
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,8 @@ def _check_card(card_path, run):
     assert f"| trainable parameters | {summary['trainable_params']:,} of " in card
     assert f"training rows | {summary['train_rows']:,}" in card
     assert "newslora train newslora.toml" in card
+    dropout = tomllib.loads((run / "config.toml").read_text())["model"]["dropout"]
+    assert f"| encoder dropout while training | {dropout} |" in card  # as the run trained
 
 
 def test_int8_export_is_smaller_and_mostly_agrees(lively_run, test_texts, tmp_path):

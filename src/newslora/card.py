@@ -165,6 +165,7 @@ def _recipe_rows(cfg, summary):
         "|---|---|",
         f"| encoder | `{cfg.model.name}` |",
         f"| head | {cfg.model.head} |",
+        f"| encoder dropout while training | {cfg.model.dropout} |",
     ]
     if not lora.full_finetune:
         rows.append(

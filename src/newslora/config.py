@@ -8,12 +8,12 @@ newslora's own recipe (configs/newslora.toml, measured in benchmarks/).
 
 import os
 import re
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import get_args
 
 import tomli_w
-import tomllib
 
 from newslora import NewsloraError
 from newslora.files import atomic_path

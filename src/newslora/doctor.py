@@ -58,8 +58,8 @@ def data_dir():
 
 
 def check_python():
-    ok = sys.version_info >= (3, 10)
-    return [Check("python", ok, platform.python_version(), "use Python 3.10 or newer")]
+    ok = sys.version_info >= (3, 11)  # tomllib
+    return [Check("python", ok, platform.python_version(), "use Python 3.11 or newer")]
 
 
 def check_packages():
