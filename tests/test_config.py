@@ -1,6 +1,7 @@
 import tomllib
 
 import pytest
+import tomli_w
 
 from newslora import NewsloraError
 from newslora.config import config_help, load_config, parse_override, save_config
@@ -73,3 +74,18 @@ def test_every_field_has_help():
     text = config_help()
     assert "[lora]" in text and "LoRA rank" in text
     assert parse_override("train.epochs=2") == ("train", "epochs", 2)
+
+
+def test_a_run_saved_before_model_dropout_existed_reads_as_trained(tmp_path):
+    """Runs saved before model.dropout existed trained with the encoder's own dropout: their
+    config reads as "auto", not the new default 0 (the model card prints it); runs saved since
+    keep what they wrote."""
+    from newslora.predict import run_config
+
+    (tmp_path / "adapter").mkdir()
+    save_config(load_config(None, ["model.dropout=0.0"]), tmp_path / "config.toml")
+    assert run_config(tmp_path).model.dropout == 0.0
+    doc = tomllib.loads((tmp_path / "config.toml").read_text())
+    del doc["model"]["dropout"]
+    (tmp_path / "config.toml").write_text(tomli_w.dumps(doc))
+    assert run_config(tmp_path).model.dropout == "auto"

@@ -6,6 +6,7 @@ the base weights for inference. Output order and IDs follow the input file.
 """
 
 import json
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def run_config(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file() or not (run_dir / "adapter").is_dir():
         raise NewsloraError(f"{run_dir}: not a finished newslora run (no config.toml or adapter/)")
-    return load_config(run_dir / "config.toml")
+    cfg = load_config(run_dir / "config.toml")
+    if "dropout" not in tomllib.loads((run_dir / "config.toml").read_text()).get("model", {}):
+        # saved before model.dropout existed (2026-12-04): it trained with the encoder's own
+        cfg.model.dropout = "auto"
+    return cfg
 
 
 def load_run(run_dir, merge=True):
