@@ -1,6 +1,8 @@
 """Interleaved A/B of two training-speed levers: A, B, A, B, ... in one command on one machine.
 
     python benchmarks/lever_ab.py baseline bf16-base --repeats 5     # ~10 min on 2 CPU cores
+    python benchmarks/lever_ab.py baseline host-threads --cpu-quota 1 --rows 10000 --repeats 3
+                                  # every run inside a cgroup allowed 1 CPU (root only)
 
 speed.py measures each lever once, one after the other, so a machine that drifts between two
 runs (these 2-core machines do, by 15-20% within minutes) decides the comparison. Here the
@@ -8,12 +10,15 @@ runs alternate, each pair is compared on its own, and the median of the pair rat
 figure; every run is kept. Each run is one `benchmarks/speed_levers.py LEVER` process on
 speed.py's side-by-side rows (configs/demo.toml, --rows pool rows, one epoch), timed by
 speed.py's own `lever_arm`. Results: results/lever_ab.json (appended) and lever_ab.md.
+`--cpu-quota C` runs every run in a new cgroup whose CPU quota is C CPUs (a container's
+`--cpus C`): the runs then show what the quota does to each lever's threads.
 """
 
 import argparse
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -22,7 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import speed  # noqa: E402
 from common import load_rows, write_text  # noqa: E402
-from speed_machine import device_label, encoder_params, matmul_flops  # noqa: E402
+from speed_machine import (  # noqa: E402
+    cpu_quota_cgroup,
+    device_label,
+    encoder_params,
+    matmul_flops,
+)
 
 from newslora.files import write_json  # noqa: E402
 from newslora.model import resolve_name  # noqa: E402
@@ -75,6 +85,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1000, help="pool rows (10%% validate)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs" / "lever_ab")
+    parser.add_argument("--cpu-quota", type=float, help="run in a cgroup allowed this many CPUs")
     args = parser.parse_args()
     if args.a == args.b:
         parser.error("A and B must be two different levers")
@@ -82,7 +93,10 @@ def main():
     (args.runs / "logs").mkdir(exist_ok=True)
     ctx = speed.Ctx(speed.MINILM, "minilm-l6", False, args.results, args.runs.resolve(), True)
     ctx.device, ctx.n_params = device_label(False), encoder_params(resolve_name(speed.MINILM))
-    rates, ratios = compare(ctx, args.a, args.b, args.rows, args.repeats)
+    if args.cpu_quota:
+        ctx.device += f", in a cgroup with a CPU quota of {args.cpu_quota:g}"
+    with cpu_quota_cgroup(args.cpu_quota) if args.cpu_quota else nullcontext() as ctx.cgroup:
+        rates, ratios = compare(ctx, args.a, args.b, args.rows, args.repeats)
     result = {
         "a": args.a,
         "b": args.b,

@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py                   # CPU: every row below (~20 min on 2 cores)
     python benchmarks/speed.py --only seed,newslora --precision fp32
+    python benchmarks/speed.py --only seed,newslora --encoder roberta-random --precision auto
+                                                 # the seed's architecture, random weights
     python benchmarks/speed.py --gpu --seed-steps 61 --scale-rows 1000,10000,90000
                                                  # on a GPU: RoBERTa-base (random weights), MiniLM
 
@@ -56,6 +58,7 @@ from speed_machine import (  # noqa: E402
 )
 from speed_report import (  # noqa: E402
     LEVERS,
+    QUOTA_ONLY,
     flops_per_token,
     grouped_totals,
     measured_keys,
@@ -66,6 +69,7 @@ from speed_report import (  # noqa: E402
 )
 
 MINILM = ENCODERS["minilm"]
+ROBERTA = "roberta-random"  # --encoder: RoBERTa-base built from its config, random weights
 H100_SXM_BF16 = 989e12  # dense bf16 peak of an H100 SXM, FLOP/s
 WARMUP = 1  # steps left out of the timed window
 # newslora's steps are timed by their TensorBoard loss events. Each logged loss is a device
@@ -86,6 +90,8 @@ class Ctx:
     device: str = ""
     n_params: int = 0
     seed_steps: int = 7  # the seed arm: 1 warm-up step + 6 timed steps of batch 64
+    flag: str = MINILM  # --encoder as given, for the rows' commands
+    cgroup: Path | None = None  # lever runs go into this cgroup's task file (lever_ab.py)
     matmul: dict = field(default_factory=dict)
 
 
@@ -146,8 +152,8 @@ def repro(ctx, only, **flags):
     parts += [f"--{k.replace('_', '-')} {v}" for k, v in flags.items()]
     if ctx.gpu:
         parts.append("--gpu")
-    if ctx.encoder != MINILM and not ctx.gpu:
-        parts.append(f"--encoder {ctx.encoder}")
+    if ctx.flag != MINILM and not ctx.gpu:
+        parts.append(f"--encoder {ctx.flag}")
     return " ".join(parts + ["--force"])
 
 
@@ -355,7 +361,7 @@ def lever_arm(ctx, lever, rows, precision):
     cmd = [sys.executable, "benchmarks/speed_levers.py", lever, "--out", str(out)]
     log = ctx.runs / "logs" / f"{run.name}.log"
     out.unlink(missing_ok=True)
-    done = measured([*cmd, *map(str, overrides)], log, timeout=LEVER_TIMEOUT_S)
+    done = measured([*cmd, *map(str, overrides)], log, LEVER_TIMEOUT_S, ctx.cgroup)
     rc, wall = done["rc"], done["wall_s"]
     if rc != 0 and wall < LEVER_TIMEOUT_S:  # a failure, not a lever too slow to finish
         raise RuntimeError(f"exit {rc}: {lever}; see {log}")
@@ -430,9 +436,10 @@ def pending(ctx, args, done_rows):
 
 
 def encoders(args, runs):
-    if not args.gpu:
-        return [(args.encoder, "minilm-l6" if args.encoder == MINILM else Path(args.encoder).name)]
-    return [(random_roberta(runs), "roberta-base (random weights)"), (MINILM, "minilm-l6")]
+    if args.gpu or args.encoder == ROBERTA:
+        roberta = (random_roberta(runs), "roberta-base (random weights)")
+        return [roberta, (MINILM, "minilm-l6")] if args.gpu else [roberta]
+    return [(args.encoder, "minilm-l6" if args.encoder == MINILM else Path(args.encoder).name)]
 
 
 def main():
@@ -445,7 +452,9 @@ def main():
     parser.add_argument("--scale-rows", type=csv(int), default=[1000, 10_000])
     parser.add_argument("--max-lengths", type=csv(int), default=[64, 128, 256])
     parser.add_argument("--precision", type=csv(str), default=["auto", "fp32"])
-    parser.add_argument("--levers", type=csv(str), default=LEVERS)
+    parser.add_argument(
+        "--levers", type=csv(str), default=[x for x in LEVERS if x not in QUOTA_ONLY]
+    )
     parser.add_argument(
         "--batch-sizes",
         type=csv(int),
@@ -454,7 +463,12 @@ def main():
     )
     parser.add_argument("--batch-rows", type=int, default=20_000)
     parser.add_argument("--seed-steps", type=int, default=7, help="seed arm: steps, 1 warm-up")
-    parser.add_argument("--encoder", default=MINILM, help="model.name for CPU rows")
+    parser.add_argument(
+        "--encoder",
+        default=MINILM,
+        help=f"model.name for CPU rows, or {ROBERTA}: the seed's RoBERTa-base architecture, "
+        "random weights (what --gpu runs first)",
+    )
     parser.add_argument("--gpu", action="store_true", help="GPU rows: RoBERTa-base + MiniLM")
     parser.add_argument("--force", action="store_true", help="redo rows already measured")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
@@ -466,7 +480,7 @@ def main():
     out, failed = args.results / "speed.json", []
     for encoder, label in encoders(args, args.runs.resolve()):
         ctx = Ctx(encoder, label, args.gpu, args.results, args.runs.resolve(), args.force)
-        ctx.seed_steps = args.seed_steps
+        ctx.seed_steps, ctx.flag = args.seed_steps, args.encoder
         ctx.device, ctx.n_params = device_label(args.gpu), encoder_params(resolve_name(encoder))
         for arm, rows, length, precision, run in pending(ctx, args, load_rows(out)):
             print(f"measuring: {arm} {label} rows={rows} L={length} {precision}", flush=True)

@@ -32,6 +32,9 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    autocast, newslora.train.adapter_input_casts): a bf16 input goes to
                    fp32 and back to bf16 before LoRA's A. The lever_ab row of 2026-12-05
                    was taken before that change, as `baseline lora-input-cast-off`
+  host-threads     torch's own thread count (the cores it sees), not newslora's: the CLI
+                   caps threads to a container's CPU quota (newslora.machine.fit_threads),
+                   which torch does not read; for `lever_ab.py --cpu-quota`
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
@@ -46,17 +49,22 @@ Run by benchmarks/speed.py (`--only levers`), which turns the records into speed
 
 import argparse
 import json
+import os
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from types import MethodType
 
-from transformers import DataCollatorWithPadding, Trainer
+from newslora.machine import fit_threads
 
-import newslora.train as newslora_train
-from newslora.config import load_config
-from newslora.train import Recipe, adapter_input_casts
+fit_threads()  # as newslora's CLI does, before torch starts
+import torch  # noqa: E402
+from transformers import DataCollatorWithPadding, Trainer  # noqa: E402
+
+import newslora.train as newslora_train  # noqa: E402
+from newslora.config import load_config  # noqa: E402
+from newslora.train import Recipe, adapter_input_casts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -79,6 +87,7 @@ LEVERS = {
     "numpy-collator": {"numpy_collator": True},
     "encoder-dropout-0": {"overrides": ["model.dropout=0"]},
     "peft-input-cast": {"peft_cast": True},
+    "host-threads": {"host_threads": True},
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
@@ -97,6 +106,8 @@ def main():
     parser.add_argument("overrides", nargs="*", help="section.key=value on configs/demo.toml")
     args = parser.parse_intermixed_args()
     lever = LEVERS[args.lever]
+    if lever.get("host_threads"):
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     if "args" in lever:
         with_training_args(lever["args"])
     overrides = [*args.overrides, *lever.get("overrides", [])]
@@ -120,6 +131,7 @@ def main():
             "collator": type(trainer.data_collator).__name__,
             "loader_workers": trainer.args.dataloader_num_workers,
             "peft_input_cast": bool(lever.get("peft_cast")),
+            "torch_threads": torch.get_num_threads(),
         }
     }
     if lever.get("eval_only"):

@@ -8,14 +8,17 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import torch
 from common import DATA, ENCODERS
 
+from newslora.machine import cgroup_cpus
 from newslora.model import cpu_supports_bf16, resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,13 +48,26 @@ def cpu_name():
     return "cpu"
 
 
-def cpu_quota():
-    """CPUs the cgroup lets this process use (cgroup v2 `cpu.max`), or None when unlimited."""
+@contextmanager
+def cpu_quota_cgroup(cpus):
+    """A new cgroup whose CPU quota is `cpus` (CFS bandwidth, as `docker run --cpus`); yields
+    its task file, for `measured(cgroup=...)`. Needs root and a writable cpu controller."""
+    v1, name = Path("/sys/fs/cgroup/cpu"), f"newslora-bench-{os.getpid()}"
+    group = (v1 if v1.is_dir() else Path("/sys/fs/cgroup")) / name
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else round(int(quota) / int(period), 2)
+        group.mkdir()
+    except OSError as e:
+        sys.exit(f"--cpu-quota: cannot create a cgroup at {group} ({e.strerror}); needs root")
+    try:
+        if v1.is_dir():
+            period = int((group / "cpu.cfs_period_us").read_text())
+            (group / "cpu.cfs_quota_us").write_text(str(round(cpus * period)))
+            yield group / "tasks"
+        else:
+            (group / "cpu.max").write_text(f"{round(cpus * 100_000)} 100000")
+            yield group / "cgroup.procs"
+    finally:
+        group.rmdir()
 
 
 def host_facts():
@@ -61,7 +77,7 @@ def host_facts():
         "cpu": cpu_name(),
         "cores_seen": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
-        "cgroup_cpus": cpu_quota(),
+        "cgroup_cpus": cgroup_cpus(),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -117,11 +133,14 @@ def busy_cpu_s():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(cmd, log, timeout=None):
-    """Run `cmd`: exit status, wall s, peak RSS (MB) of the largest process of its tree, and
-    other_cores: CPU cores other processes kept busy meanwhile (0 = the machine was ours)."""
+def measured(cmd, log, timeout=None, cgroup=None):
+    """Run `cmd` (inside `cgroup`, a cgroup's task file, if given): exit status, wall s, peak
+    RSS (MB) of the largest process of its tree, and other_cores: CPU cores other processes
+    kept busy meanwhile (0 = the machine was ours)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    if cgroup:  # the shell joins the cgroup, then becomes the command (same pid)
+        cmd = ["sh", "-c", f'echo $$ > {shlex.quote(str(cgroup))} && exec "$@"', "sh", *cmd]
     start, busy = time.perf_counter(), busy_cpu_s()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

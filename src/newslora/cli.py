@@ -11,6 +11,7 @@ import warnings
 from dataclasses import fields
 
 from newslora import NewsloraError, __version__
+from newslora.machine import fit_threads
 
 
 def _use_offline_mode_if_hub_unreachable():
@@ -400,6 +401,7 @@ def main(argv=None):
         args.overrides += extra
     warnings.filterwarnings("ignore", category=FutureWarning)
     _use_offline_mode_if_hub_unreachable()
+    fit_threads()  # before torch is imported: it sizes its pool once
     try:
         args.func(args)
     except NewsloraError as e:

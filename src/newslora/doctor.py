@@ -99,13 +99,17 @@ def check_weights():
 def check_torch():
     import torch
 
+    from newslora.machine import cgroup_cpus
     from newslora.model import cpu_supports_bf16
 
     bf16 = cpu_supports_bf16()
     cpu = "bf16 (AVX512-BF16/AMX): autocast on" if bf16 else "fp32 only (no bf16 units)"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    quota = cgroup_cpus()
+    limit = "" if quota is None else f", the cgroup's CPU quota allows {quota:g}"
+    threads = f"{torch.get_num_threads()} of {os.cpu_count()} cores{limit}"
     return [
-        Check("torch threads", True, f"{torch.get_num_threads()} of {os.cpu_count()} cores"),
+        Check("torch threads", True, threads),
         Check("cpu precision", True, cpu),
         Check("gpu", torch.cuda.is_available(), gpu, "optional", required=False),
     ]

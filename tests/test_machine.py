@@ -1,0 +1,77 @@
+"""Threads sized to a container's CPU quota, which torch does not read."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from newslora.machine import cgroup_cpus, threads_for
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_v2_quota_is_the_tightest_along_the_path(tmp_path):
+    write(tmp_path / "self", "0::/pod/app\n")
+    write(tmp_path / "fs" / "cpu.max", "max 100000\n")
+    write(tmp_path / "fs" / "pod" / "cpu.max", "250000 100000\n")
+    write(tmp_path / "fs" / "pod" / "app" / "cpu.max", "max 100000\n")
+    assert cgroup_cpus(tmp_path / "fs", tmp_path / "self") == 2.5
+    write(tmp_path / "fs" / "pod" / "cpu.max", "max 100000\n")
+    assert cgroup_cpus(tmp_path / "fs", tmp_path / "self") is None
+
+
+def test_v1_quota_and_a_container_that_sees_its_cgroup_as_the_mount(tmp_path):
+    write(tmp_path / "self", "5:memory:/x\n4:cpu,cpuacct:/docker/abc\n")
+    mount = tmp_path / "fs" / "cpu,cpuacct"  # the host path /docker/abc is not under it
+    write(mount / "cpu.cfs_quota_us", "150000\n")
+    write(mount / "cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpus(tmp_path / "fs", tmp_path / "self") == 1.5
+    write(mount / "cpu.cfs_quota_us", "-1\n")
+    assert cgroup_cpus(tmp_path / "fs", tmp_path / "self") is None
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    assert cgroup_cpus(tmp_path, tmp_path / "missing") is None
+
+
+def test_threads_round_the_quota_to_the_nearest_cpu():
+    assert [threads_for(c) for c in (0.3, 1.0, 1.25, 1.5, 2.4, 7.65)] == [1, 1, 1, 2, 2, 8]
+
+
+def writable_cpu_cgroup():
+    v1 = Path("/sys/fs/cgroup/cpu")
+    if (v1 / "cpu.cfs_quota_us").is_file() and os.access(v1, os.W_OK):
+        return v1
+    return None
+
+
+@pytest.mark.skipif(
+    writable_cpu_cgroup() is None or len(os.sched_getaffinity(0)) < 2,
+    reason="needs a writable cgroup v1 cpu controller (root in a container) and 2+ cores",
+)
+def test_cli_threads_fit_a_real_quota():
+    """`newslora doctor` run inside a real cgroup limited to one CPU reports one torch thread;
+    OMP_NUM_THREADS set by the user wins."""
+    group = writable_cpu_cgroup() / f"newslora-test-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        (group / "cpu.cfs_quota_us").write_text(str(int((group / "cpu.cfs_period_us").read_text())))
+        enter = f"echo $$ > {group / 'tasks'} && exec {sys.executable} -m newslora doctor"
+
+        def threads(**env):
+            env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | env
+            out = subprocess.run(["sh", "-c", enter], capture_output=True, text=True, env=env)
+            line = next(x for x in out.stdout.splitlines() if x.startswith("torch threads"))
+            return line.split(" ok ")[1].strip()
+
+        capped = threads()
+        assert capped.startswith("1 of ") and "quota allows 1" in capped
+        assert threads(OMP_NUM_THREADS="2").startswith("2 of ")
+    finally:
+        group.rmdir()
