@@ -23,17 +23,26 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
-from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text
-from seed000_pipeline import StepClock
-from speed_machine import budget_overrides, device_label, host_facts, inputs, random_roberta
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile, record_function
-from transformers import TrainerCallback
+from newslora.machine import fit_threads
 
-from newslora.config import load_config
-from newslora.files import write_json
-from newslora.train import Recipe, adapter_input_casts
+fit_threads()  # as newslora's CLI does, before torch starts
+import torch  # noqa: E402
+from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text  # noqa: E402
+from seed000_pipeline import StepClock  # noqa: E402
+from speed_machine import (  # noqa: E402
+    budget_overrides,
+    device_label,
+    host_facts,
+    inputs,
+    random_roberta,
+)
+from torch.autograd import DeviceType  # noqa: E402
+from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from newslora.config import load_config  # noqa: E402
+from newslora.files import write_json  # noqa: E402
+from newslora.train import Recipe, adapter_input_casts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # counted per step: what makes a step wait on the host, or the host on the device
