@@ -27,7 +27,7 @@ def test_v2_quota_is_the_tightest_along_the_path(tmp_path):
 
 
 def test_v1_quota_and_a_container_that_sees_its_cgroup_as_the_mount(tmp_path):
-    write(tmp_path / "self", "5:memory:/x\n4:cpu,cpuacct:/docker/abc\n")
+    write(tmp_path / "self", "5:memory:/x\n4:cpu,cpuacct:/docker/abc\nnot a cgroup line\n")
     mount = tmp_path / "fs" / "cpu,cpuacct"  # the host path /docker/abc is not under it
     write(mount / "cpu.cfs_quota_us", "150000\n")
     write(mount / "cpu.cfs_period_us", "100000\n")

@@ -21,6 +21,8 @@ def cgroup_cpus(root=CGROUP_ROOT, membership=Path("/proc/self/cgroup")):
     except OSError:
         return None
     for line in lines:
+        if line.count(":") < 2:  # not "id:controllers:path": nothing to read
+            continue
         _, controllers, path = line.split(":", 2)
         if controllers == "":  # cgroup v2: "0::/path"
             limits += [_v2_limit(d) for d in _chain(root, path)]
@@ -64,13 +66,12 @@ def threads_for(cpus):
     return max(1, math.floor(cpus + 0.5))
 
 
-def fit_threads(environ=os.environ):
+def fit_threads():
     """Size torch's thread pool to the cgroup's CPU quota. Its OpenMP pool reads
     OMP_NUM_THREADS when torch starts, so this runs before torch is imported; a count the user
-    set is left alone. Returns the quota, or None where there is none."""
+    set is left alone."""
     cpus = cgroup_cpus()
-    if cpus is not None and "OMP_NUM_THREADS" not in environ:
+    if cpus is not None and "OMP_NUM_THREADS" not in os.environ:
         usable = threads_for(cpus)
         if usable < len(os.sched_getaffinity(0)):
-            environ["OMP_NUM_THREADS"] = str(usable)
-    return cpus
+            os.environ["OMP_NUM_THREADS"] = str(usable)
