@@ -132,6 +132,11 @@ def main():
             "loader_workers": trainer.args.dataloader_num_workers,
             "peft_input_cast": bool(lever.get("peft_cast")),
             "torch_threads": torch.get_num_threads(),
+            # with the above, what tells a lever from the baseline (speed_report.same_settings)
+            "compile_mode": trainer.args.torch_compile_mode,
+            "batch_size": trainer.args.per_device_train_batch_size,
+            "pad_to": lever.get("pad_to"),
+            "encoder_dropout": recipe.cfg.model.dropout,
         }
     }
     if lever.get("eval_only"):

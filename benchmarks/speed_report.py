@@ -280,11 +280,39 @@ def onnx_lines(rows):
     return lines
 
 
-def _lever_note(row):
+def same_settings(row, base):
+    """Whether a lever ran with the baseline's own settings on this machine (eager-attention
+    where "auto" is eager already, collate-in-loop where there are no loader workers anyway):
+    its ratio to the baseline is then run-to-run spread. Evaluation passes, and rows recorded
+    before the settings included the encoder's dropout (2026-12-05), are not compared."""
+    a, b = (row.get("lever") or {}), (base.get("lever") or {}) if base else {}
+    trained = row.get("train_samples_per_s") is not None
+    return trained and row is not base and "encoder_dropout" in a and a == b
+
+
+def _lever_note(row, base):
     """The row's note, and the attention kernel its run used (the baseline's changed)."""
     attention = (row.get("lever") or {}).get("attention")
-    parts = [row.get("note", ""), f"attention: {attention}" if attention else ""]
+    parts = [
+        row.get("note", ""),
+        f"attention: {attention}" if attention else "",
+        "the baseline's settings on this machine: spread" if same_settings(row, base) else "",
+    ]
     return "; ".join(p for p in parts if p)
+
+
+def _spread(lever, x):
+    """A sentence on the levers that ran with the baseline's settings here: their ratios."""
+    same = sorted(k for k, r in lever.items() if k in x and same_settings(r, lever["baseline"]))
+    if not same:
+        return ""
+    low, high = min(x[k] for k in same), max(x[k] for k in same)
+    margin = max(abs(x[k] - 1) for k in same)
+    return (
+        f" {', '.join(same)} ran with the baseline's own settings on this machine and came out "
+        f"at {low:.2f}-{high:.2f}x: a lever within {margin:.2f} of 1.00x is spread, not a "
+        "measured change."
+    )
 
 
 def lever_table(rows):
@@ -305,7 +333,7 @@ def lever_table(rows):
             f"| {r['arm'].split(': ', 1)[1]} | {r['encoder']} | {_fmt(speed, 2)} | "
             f"{_fmt(x, 2)} | {_fmt(r['train_padded_tokens_per_s'], 0)} | "
             f"{_fmt(r['cpu_matmul_utilisation'], pct=True)} | {_fmt(r['predict_rows_per_s'])} | "
-            f"{_lever_note(r)} | {_when(r)} |"
+            f"{_lever_note(r, b)} | {_when(r)} |"
         )
     return lines
 
@@ -367,7 +395,7 @@ def findings(rows):
             "cannot matter (fused vs multi-tensor AdamW over a few hundred thousand LoRA "
             "parameters: milliseconds a step) measures this machine's run-to-run spread; "
             "`benchmarks/lever_ab.py A B` alternates two levers in one command "
-            "(results/lever_ab.md)."
+            "(results/lever_ab.md)." + _spread(lever, x)
         )
     ev, big = lever.get("eval-pass"), _pick(rows, "newslora", auto, 10_000)
     if ev and ev.get("predict_rows_per_s") and big and shipped:

@@ -20,6 +20,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -184,6 +185,7 @@ def summary(window, steps, step_s, rank):
         },
         "launches_per_step": count(LAUNCHES),
         "syncs_per_step": count(SYNCS),
+        "syncs_by_caller": sync_callers(window.prof, steps),
         "cuda_mallocs_per_step": count(MALLOCS),
         "host_op_kinds_ms": op_kinds(window.prof, rank, steps),
         "top_host_ops": top(ops, "self_cpu_time_total", steps),
@@ -214,6 +216,21 @@ def op_kinds(prof, rank, steps):
             kind = "copies" if e.key in COPIES else "other ops"
         kinds[kind] += e.self_cpu_time_total
     return {k: round(v / steps / 1e3, 2) for k, v in kinds.items()}
+
+
+def sync_callers(prof, steps, n=8):
+    """Where the host-device syncs come from, per step: each sync's enclosing torch ops and
+    phase spans, nearest first (on CPU, fused AdamW's kernel reads every trainable tensor's
+    step count with `.item()`; on a GPU each such read would stall the kernel queue)."""
+    chains = Counter()
+    for e in prof.events():
+        if e.name in SYNCS:
+            chain, parent = [], e.cpu_parent
+            while parent is not None and len(chain) < 4:
+                chain.append(parent.name[:50])
+                parent = parent.cpu_parent
+            chains[" < ".join(chain) or "-"] += 1
+    return {k: round(v / steps, 1) for k, v in chains.most_common(n)}
 
 
 def top(events, attr, steps, n=12):
@@ -256,6 +273,10 @@ def markdown(rows):
         if r.get("host_op_kinds_ms"):
             kinds = ", ".join(f"{k} {v}" for k, v in r["host_op_kinds_ms"].items())
             lines += [f"Host op time by kind (ms per step): {kinds}.", ""]
+        if r.get("syncs_by_caller"):
+            lines += ["Syncs per step, by what called them (nearest first):", ""]
+            lines += table(["called from", "syncs/step"], list(r["syncs_by_caller"].items()))
+            lines += [""]
         for kind in ("host", "device"):
             if r[f"top_{kind}_ops"]:
                 lines += [f"Top {kind} ops (self time):", ""]

@@ -214,10 +214,40 @@ def test_report_knows_every_lever():
     assert _bench("speed_report").LEVERS == list(_bench("speed_levers").LEVERS)
 
 
+def test_a_lever_with_the_baselines_settings_is_called_spread():
+    """A lever that ran with exactly the baseline's settings (eager-attention where "auto"
+    is eager) is marked as spread, with its ratio range; one setting apart (batch-256) it
+    is not, and rows recorded before the settings named the dropout are never compared."""
+    settings = {"attention": "eager", "batch_size": 32, "encoder_dropout": 0.0}
+
+    def row(name, speed, **changed):
+        return {
+            "arm": f"newslora lever: {name}",
+            "train_samples_per_s": speed,
+            "lever": settings | changed,
+        }
+
+    base, eager = row("baseline", 100.0), row("eager-attention", 108.0)
+    bigger, old = row("batch-256", 50.0, batch_size=256), row("sdpa-attention", 90.0)
+    del old["lever"]["encoder_dropout"]
+    assert report.same_settings(eager, base)
+    assert not report.same_settings(base, base)
+    assert not report.same_settings(bigger, base)
+    assert not report.same_settings(eager | {"train_samples_per_s": None}, base)  # eval-pass
+    assert not report.same_settings(old, base | {"lever": dict(old["lever"])})
+    levers = {r["arm"].split(": ")[1]: r for r in (base, eager, bigger, old)}
+    x = {k: r["train_samples_per_s"] / 100.0 for k, r in levers.items()}
+    sentence = report._spread(levers, x)
+    assert "eager-attention ran with the baseline's own settings" in sentence
+    assert "1.08-1.08x" in sentence and "within 0.08 of 1.00x" in sentence
+    assert "batch-256" not in sentence and "sdpa" not in sentence
+
+
 def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     """step_profile trains the Recipe for a few steps and profiles the last: the phases the
-    Trainer goes through are named, host ops are counted, a CPU has no device time; a second
-    row for the same key replaces the first, another override adds one."""
+    Trainer goes through are named, host ops are counted, its syncs traced to their callers, a
+    CPU has no device time; a second row for the same key replaces the first, another
+    override adds one."""
     profile = _bench("step_profile")
     row = profile.profile_row(tiny_bert, "tiny", 8, 4, 2, tmp_path, ["model.dropout=0"])
     assert {"forward", "backward", "optimizer step", "fetch + pad batch"} <= set(row["phases_ms"])
@@ -228,6 +258,9 @@ def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     assert sum(kinds.values()) == pytest.approx(row["host_op_ms_per_step"], abs=0.05)
     assert row["device_busy_ms_per_step"] == 0 and row["launches_per_step"] == 0
     assert row["steps_timed"] == 2 and row["median_step_ms"] > 0
+    callers = row["syncs_by_caller"]  # on CPU, fused AdamW reads each step count back
+    assert any("_fused_adamw_" in chain for chain in callers)
+    assert sum(callers.values()) == pytest.approx(row["syncs_per_step"], abs=0.2)
     host = row["host"]  # what a host-bound GPU step is read against
     assert 1 <= host["cores_usable"] <= host["cores_seen"] and host["torch_threads"] >= 1
     out = tmp_path / "step_profile.json"
