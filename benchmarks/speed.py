@@ -20,7 +20,8 @@ Arms, each in its own process (its peak RSS is the arm's memory):
   * levers (experiments, src/ unchanged): benchmarks/speed_levers.py.
 Rows land in results/speed.json as each finishes (a rerun skips them; --force redoes them)
 and results/speed.md is rewritten from the JSON. speed_report.py holds the pure parts (token
-windows, FLOPs, the table), speed_machine.py what touches the machine (processes, files, rates).
+windows, FLOPs, levers and goals), speed_tables.py the JSON and the tables, speed_machine.py what
+touches the machine (processes, files, rates).
 """
 
 import argparse
@@ -63,10 +64,10 @@ from speed_report import (  # noqa: E402
     grouped_totals,
     measured_keys,
     totals,
-    upsert,
     utilisation,
     window,
 )
+from speed_tables import upsert  # noqa: E402
 
 MINILM = ENCODERS["minilm"]
 ROBERTA = "roberta-random"  # --encoder: RoBERTa-base built from its config, random weights

@@ -35,6 +35,9 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   host-threads     torch's own thread count (the cores it sees), not newslora's: the CLI
                    caps threads to a container's CPU quota (newslora.machine.fit_threads),
                    which torch does not read; for `lever_ab.py --cpu-quota`
+  system-malloc    NEWSLORA_MALLOC=default: the system's malloc (glibc's), as before
+                   2026-12-05. Since then the CLI, and these scripts as it does, start over
+                   with tcmalloc preloaded where it is installed (newslora.machine)
   eval-pass        no training: one pass over the validation rows as the Recipe evaluates
                    (trainer.predict on the length-sorted set, in order), timed
   eval-pass-grouped  the same pass with transformers' own evaluation sampler, which applies
@@ -56,8 +59,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from types import MethodType
 
-from newslora.machine import fit_threads
+from newslora.machine import allocator, fit_threads, preload_tcmalloc
 
+if __name__ == "__main__":  # as newslora's CLI does; never when imported (tests)
+    if "system-malloc" in sys.argv:  # the lever: an argument of its own, never part of a path
+        os.environ["NEWSLORA_MALLOC"] = "default"
+    preload_tcmalloc()  # this process may start over here
 fit_threads()  # as newslora's CLI does, before torch starts
 import torch  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer  # noqa: E402
@@ -88,6 +95,7 @@ LEVERS = {
     "encoder-dropout-0": {"overrides": ["model.dropout=0"]},
     "peft-input-cast": {"peft_cast": True},
     "host-threads": {"host_threads": True},
+    "system-malloc": {},  # applied before torch starts, at the top of this file
     "eval-pass": {"eval_only": True},
     "eval-pass-grouped": {"eval_only": True, "grouped_eval": True},
 }
@@ -132,11 +140,12 @@ def main():
             "loader_workers": trainer.args.dataloader_num_workers,
             "peft_input_cast": bool(lever.get("peft_cast")),
             "torch_threads": torch.get_num_threads(),
-            # with the above, what tells a lever from the baseline (speed_report.same_settings)
+            # with the above, what tells a lever from the baseline (speed_tables.same_settings)
             "compile_mode": trainer.args.torch_compile_mode,
             "batch_size": trainer.args.per_device_train_batch_size,
             "pad_to": lever.get("pad_to"),
             "encoder_dropout": recipe.cfg.model.dropout,
+            "malloc": allocator(),
         }
     }
     if lever.get("eval_only"):

@@ -24,8 +24,10 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from newslora.machine import fit_threads
+from newslora.machine import fit_threads, preload_tcmalloc
 
+if __name__ == "__main__":  # as newslora's CLI does; never when imported (tests)
+    preload_tcmalloc()  # this process may start over here
 fit_threads()  # as newslora's CLI does, before torch starts
 import torch  # noqa: E402
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text  # noqa: E402

@@ -134,13 +134,13 @@ def lively_run(lively_bert, tmp_path_factory, pool):
     return run
 
 
-def train_tiny_run(model, folder, pool, precision="auto"):
+def train_tiny_run(model, folder, pool, precision="auto", env=None):
     pool.groupby("label").sample(100, random_state=0).to_csv(folder / "train.csv", index=False)
     extra = f'precision = "{precision}"'
     (folder / "config.toml").write_text(
         tiny_config(model, folder / "train.csv", folder / "run", extra)
     )
-    newslora("train", folder / "config.toml")
+    newslora("train", folder / "config.toml", env=env)
     return folder / "run"
 
 

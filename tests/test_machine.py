@@ -1,5 +1,7 @@
-"""Threads sized to a container's CPU quota, which torch does not read."""
+"""What the process takes from the machine: threads sized to a container's CPU quota, which
+torch does not read, and tcmalloc as the allocator where it is installed."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,8 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import train_tiny_run
 
-from newslora.machine import cgroup_cpus, threads_for
+from newslora.machine import TCMALLOC, cgroup_cpus, tcmalloc_path, tcmalloc_skipped, threads_for
 
 
 def write(path, text):
@@ -75,3 +79,50 @@ def test_cli_threads_fit_a_real_quota():
         assert threads(OMP_NUM_THREADS="2").startswith("2 of ")
     finally:
         group.rmdir()
+
+
+def test_tcmalloc_is_found_in_the_linkers_folders_and_skipped_for_a_reason(tmp_path):
+    write(tmp_path / "lib" / TCMALLOC, "")
+    assert tcmalloc_path([tmp_path / "none", tmp_path / "lib"]) == tmp_path / "lib" / TCMALLOC
+    assert tcmalloc_path([tmp_path / "none"]) is None
+    assert tcmalloc_skipped({"NEWSLORA_MALLOC": "default"}) == "NEWSLORA_MALLOC=default"
+    assert tcmalloc_skipped({"LD_PRELOAD": "/opt/other.so"}) == "LD_PRELOAD is set"
+
+
+needs_tcmalloc = pytest.mark.skipif(
+    tcmalloc_path() is None, reason=f"{TCMALLOC} not installed (make install, as root)"
+)
+
+
+def allocator_line(**env):
+    """`newslora doctor`'s allocator line, run as a user would (no LD_PRELOAD of ours)."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "NEWSLORA_MALLOC")}
+    cmd = [sys.executable, "-m", "newslora", "doctor"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=clean | env).stdout
+    return next(x for x in out.splitlines() if x.startswith("memory allocator"))
+
+
+@needs_tcmalloc
+def test_cli_starts_over_on_tcmalloc_unless_told_not_to():
+    """The real command maps tcmalloc into its process (doctor reads /proc/self/maps);
+    NEWSLORA_MALLOC=default keeps the system's malloc."""
+    assert allocator_line().split()[2:] == ["ok", "tcmalloc"]
+    assert allocator_line(NEWSLORA_MALLOC="default").split()[2] == "info"
+    assert "NEWSLORA_MALLOC=default" in allocator_line(NEWSLORA_MALLOC="default")
+
+
+@needs_tcmalloc
+def test_the_allocator_changes_no_number(tiny_run, tiny_bert, tmp_path, pool):
+    """Training on the system's malloc gives the same losses and adapter weights, bit for bit,
+    as the shared tiny run (trained by the CLI on tcmalloc)."""
+    from safetensors.torch import load_file
+
+    plain = train_tiny_run(tiny_bert, tmp_path, pool, env={"NEWSLORA_MALLOC": "default"})
+    losses = [
+        [h["loss"] for h in json.loads((run / "history.json").read_text()) if "loss" in h]
+        for run in (tiny_run, plain)
+    ]
+    assert losses[0] == losses[1]
+    weights = [load_file(r / "adapter" / "adapter_model.safetensors") for r in (tiny_run, plain)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -21,6 +21,7 @@ def _bench(name):
 
 
 report = _bench("speed_report")
+tables = _bench("speed_tables")
 collate = _bench("collate")
 
 
@@ -103,11 +104,11 @@ def _row(arm, precision, samples, predict, util=None, max_length=128):
 def test_table_ratios_and_upsert(tmp_path):
     path = tmp_path / "speed.json"
     seed = _row("seed000-pipeline", "fp32", 2.0, 16.0, max_length=512)
-    report.upsert(path, seed | {"batch_size": 64, "step_s": [40.0, 32.0]})
-    report.upsert(path, _row("newslora", "bf16", 10.0, 100.0, util=0.5))  # replaced below
-    report.upsert(path, _row("newslora", "bf16", 40.0, 400.0, util=0.3))
-    rows = report.upsert(path, _row("newslora", "fp32", 20.0, 200.0, util=0.2))
-    assert len(rows) == 3 and report.load_rows(path) == rows
+    tables.upsert(path, seed | {"batch_size": 64, "step_s": [40.0, 32.0]})
+    tables.upsert(path, _row("newslora", "bf16", 10.0, 100.0, util=0.5))  # replaced below
+    tables.upsert(path, _row("newslora", "bf16", 40.0, 400.0, util=0.3))
+    rows = tables.upsert(path, _row("newslora", "fp32", 20.0, 200.0, util=0.2))
+    assert len(rows) == 3 and tables.load_rows(path) == rows
     table = (tmp_path / "speed.md").read_text()
     assert "| newslora | minilm-l6 | 1,000 | 128 | bf16 | 40.00 | 2,000 | 2,400 | 60 |" in table
     assert "training **20.0x**, prediction **25.0x** (goal >= 15x / 20x: met)" in table
@@ -126,13 +127,13 @@ def test_full_pool_estimates_only_the_arms_not_run_on_it():
         _row("newslora", "bf16", 170.0, 300.0),
         _row("seed000-pipeline", "fp32", 10.0, 9.0),
     ]
-    line = report.full_pool(rows)
+    line = tables.full_pool(rows)
     assert "measured for newslora minilm-l6 bf16 (rows above)" in line
     assert (
         "seed000-pipeline minilm-l6 fp32: 2.2 h" in line and "newslora minilm-l6 bf16:" not in line
     )
-    assert "not run on this machine" in report.full_pool(rows[1:])
-    assert report.full_pool([whole]) is None
+    assert "not run on this machine" in tables.full_pool(rows[1:])
+    assert tables.full_pool([whole]) is None
 
 
 def test_onnx_int8_prediction_against_both_paths():
@@ -146,10 +147,10 @@ def test_onnx_int8_prediction_against_both_paths():
         _row("newslora", "fp32", 20.0, 60.0, max_length=64) | fp32,  # not the 128 row
         onnx | {"labels_agree_with_torch": 99.5, "predict_rows": 400},
     ]
-    (line,) = report.onnx_lines(rows)
+    (line,) = tables.onnx_lines(rows)
     assert "240.0 rows/s, **30.0x** the seed's, **3.0x** the torch path's (fp32)" in line
     assert "agree with the torch path's on 99.5% of the 400 rows" in line
-    assert report.onnx_lines(rows[:3]) == []
+    assert tables.onnx_lines(rows[:3]) == []
 
 
 def test_gpu_goals_ratios_and_mfu_by_batch(tmp_path):
@@ -163,16 +164,16 @@ def test_gpu_goals_ratios_and_mfu_by_batch(tmp_path):
         _row("newslora batch 1024", "bf16", 3e3, 600.0) | gpu | {"mfu": 0.41, "batch_size": 1024},
         _row("newslora batch 1024", "bf16", 3e3, 600.0) | {"mfu": 0.6, "batch_size": 1024},
     ]
-    lines = report.ratios(rows[:2])
+    lines = tables.ratios(rows[:2])
     assert lines == [
         "* roberta-base (random weights), 1,000 rows, newslora bf16 vs seed fp16: training "
         "**4.5x**, prediction **12.0x** (GPU goal >= 4x / 10x: met)"
     ]
-    (goal,) = report.mfu_goal(rows)
+    (goal,) = tables.mfu_goal(rows)
     assert "at batch 1024: MFU **41.0%**" in goal and "(goal >= 35% at batch >= 64: met)" in goal
     assert goal.endswith("by batch: 64: 12.0%, 1024: 41.0%")  # MiniLM's 60% is not RoBERTa's
-    assert "NOT met" in report.mfu_goal(rows[:3])[0]
-    assert report.mfu_goal(rows[1:2]) == []  # batch 32 is below the goal's batch
+    assert "NOT met" in tables.mfu_goal(rows[:3])[0]
+    assert tables.mfu_goal(rows[1:2]) == []  # batch 32 is below the goal's batch
 
 
 def test_measured_rows_are_skipped_unless_forced(tmp_path):
@@ -230,14 +231,14 @@ def test_a_lever_with_the_baselines_settings_is_called_spread():
     base, eager = row("baseline", 100.0), row("eager-attention", 108.0)
     bigger, old = row("batch-256", 50.0, batch_size=256), row("sdpa-attention", 90.0)
     del old["lever"]["encoder_dropout"]
-    assert report.same_settings(eager, base)
-    assert not report.same_settings(base, base)
-    assert not report.same_settings(bigger, base)
-    assert not report.same_settings(eager | {"train_samples_per_s": None}, base)  # eval-pass
-    assert not report.same_settings(old, base | {"lever": dict(old["lever"])})
+    assert tables.same_settings(eager, base)
+    assert not tables.same_settings(base, base)
+    assert not tables.same_settings(bigger, base)
+    assert not tables.same_settings(eager | {"train_samples_per_s": None}, base)  # eval-pass
+    assert not tables.same_settings(old, base | {"lever": dict(old["lever"])})
     levers = {r["arm"].split(": ")[1]: r for r in (base, eager, bigger, old)}
     x = {k: r["train_samples_per_s"] / 100.0 for k, r in levers.items()}
-    sentence = report._spread(levers, x)
+    sentence = tables._spread(levers, x)
     assert "eager-attention ran with the baseline's own settings" in sentence
     assert "1.08-1.08x" in sentence and "within 0.08 of 1.00x" in sentence
     assert "batch-256" not in sentence and "sdpa" not in sentence

@@ -99,7 +99,7 @@ def check_weights():
 def check_torch():
     import torch
 
-    from newslora.machine import cgroup_cpus
+    from newslora.machine import TCMALLOC_PACKAGE, allocator, cgroup_cpus, tcmalloc_skipped
     from newslora.model import cpu_supports_bf16
 
     bf16 = cpu_supports_bf16()
@@ -108,8 +108,18 @@ def check_torch():
     quota = cgroup_cpus()
     limit = "" if quota is None else f", the cgroup's CPU quota allows {quota:g}"
     threads = f"{torch.get_num_threads()} of {os.cpu_count()} cores{limit}"
+    malloc = allocator()
+    why = tcmalloc_skipped() or "not preloaded"
+    memory = "tcmalloc" if malloc == "tcmalloc" else f"the system's malloc (tcmalloc: {why})"
     return [
         Check("torch threads", True, threads),
+        Check(
+            "memory allocator",
+            malloc == "tcmalloc",
+            memory,
+            f"optional, CPU training ~1.18x faster: apt-get install {TCMALLOC_PACKAGE}",
+            required=False,
+        ),
         Check("cpu precision", True, cpu),
         Check("gpu", torch.cuda.is_available(), gpu, "optional", required=False),
     ]
