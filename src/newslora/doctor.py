@@ -117,7 +117,7 @@ def check_torch():
             "memory allocator",
             malloc == "tcmalloc",
             memory,
-            f"optional, CPU training ~1.18x faster: apt-get install {TCMALLOC_PACKAGE}",
+            f"optional, CPU training 1.09-1.20x as fast: apt-get install {TCMALLOC_PACKAGE}",
             required=False,
         ),
         Check("cpu precision", True, cpu),

@@ -5,8 +5,9 @@ torch sizes its thread pool to the cores it sees. In a container limited by a CP
 (`docker run --cpus 2`, a Kubernetes CPU limit) it sees every core of the host, so its threads
 take turns on the quota and the kernel stops them all at each period's end (CFS throttling).
 
-A training step allocates and frees thousands of tensors. gperftools' tcmalloc, which Intel's
-and PyTorch's CPU tuning guides recommend, serves them faster than glibc's malloc.
+A training step allocates and frees thousands of tensors. gperftools' tcmalloc, which
+PyTorch's performance tuning guide and AMD's ZenDNN guide suggest for CPUs, serves them faster
+than glibc's malloc.
 """
 
 import math
@@ -15,10 +16,10 @@ import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Debian/Ubuntu package libtcmalloc-minimal4 (`make install`); the folders the dynamic linker
-# searches by default, and a conda environment's own
 TCMALLOC = "libtcmalloc_minimal.so.4"
-TCMALLOC_PACKAGE = "libtcmalloc-minimal4"  # libtcmalloc-minimal4t64 since Debian 13, Ubuntu 24.04
+# what `make install` installs as root (libtcmalloc-minimal4t64 since Debian 13, Ubuntu 24.04)
+TCMALLOC_PACKAGE = "libtcmalloc-minimal4"
+# where it is looked for: the folders the dynamic linker searches, and a conda environment's
 LIBRARY_DIRS = (
     "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
     "/usr/local/lib", f"{sys.prefix}/lib",
@@ -110,7 +111,7 @@ def tcmalloc_skipped(environ=os.environ):
         return f"NEWSLORA_MALLOC={environ['NEWSLORA_MALLOC']}"
     if "LD_PRELOAD" in environ:
         return "LD_PRELOAD is set"
-    if not sys.platform.startswith("linux") or tcmalloc_path() is None:
+    if not sys.platform.startswith("linux") or not sys.executable or tcmalloc_path() is None:
         return "not installed"
     return None
 
@@ -118,7 +119,7 @@ def tcmalloc_skipped(environ=os.environ):
 def preload_tcmalloc(environ=os.environ):
     """Run this command again with tcmalloc as its allocator. An allocator must be in place
     before the process's first malloc, so the process starts over (os.execve) with LD_PRELOAD
-    set, which also stops a second start. On 2 CPU cores training ran 1.18x as fast with it
+    set, which also stops a second start. On 2 CPU cores training ran 1.09-1.20x as fast
     (benchmarks/README.md, "tcmalloc"). A LD_PRELOAD the user set, NEWSLORA_MALLOC=default, or
     a machine without the library leave the process as it is."""
     if tcmalloc_skipped(environ):
