@@ -24,7 +24,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from newslora.machine import fit_threads, preload_tcmalloc
+from newslora.machine import allocator, fit_threads, preload_tcmalloc
 
 if __name__ == "__main__":  # as newslora's CLI does; never when imported (tests)
     preload_tcmalloc()  # this process may start over here
@@ -151,7 +151,7 @@ def profile_row(encoder, label, batch, warmup, steps, runs, sets=()):
     return summary(window, steps, step_s, recipe.cfg.lora.r) | {
         "encoder": label,
         "device": device_label(torch.cuda.is_available()),
-        "host": host_facts(),
+        "host": host_facts() | {"allocator": allocator()},  # this process: the CLI's
         "batch_size": batch,
         "overrides": list(sets),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",

@@ -278,6 +278,7 @@ def test_step_profile_cuts_a_real_step_into_phases(tiny_bert, tmp_path):
     assert sum(callers.values()) == pytest.approx(row["syncs_per_step"], abs=0.2)
     host = row["host"]  # what a host-bound GPU step is read against
     assert 1 <= host["cores_usable"] <= host["cores_seen"] and host["torch_threads"] >= 1
+    assert host["allocator"] in ("tcmalloc", "default")
     out = tmp_path / "step_profile.json"
     profile.add_rows(out, [row])
     profile.add_rows(out, [row | {"median_step_ms": 1.0}])
