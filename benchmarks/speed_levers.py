@@ -59,13 +59,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from types import MethodType
 
-from newslora.machine import allocator, fit_threads, preload_tcmalloc
+from newslora.machine import allocator, fit_process
 
-if __name__ == "__main__":  # as newslora's CLI does; never when imported (tests)
-    if "system-malloc" in sys.argv:  # the lever: an argument of its own, never part of a path
-        os.environ["NEWSLORA_MALLOC"] = "default"
-    preload_tcmalloc()  # this process may start over here
-fit_threads()  # as newslora's CLI does, before torch starts
+script = __name__ == "__main__"  # imported by a test, this process never starts over
+if script and "system-malloc" in sys.argv:  # the lever: an argument of its own, not a path
+    os.environ["NEWSLORA_MALLOC"] = "default"
+fit_process(restart=script)  # as newslora's CLI does, before torch starts
 import torch  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer  # noqa: E402
 

@@ -24,11 +24,10 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from newslora.machine import allocator, fit_threads, preload_tcmalloc
+from newslora.machine import allocator, fit_process
 
-if __name__ == "__main__":  # as newslora's CLI does; never when imported (tests)
-    preload_tcmalloc()  # this process may start over here
-fit_threads()  # as newslora's CLI does, before torch starts
+# as newslora's CLI does, before torch starts; imported by a test, it never starts over
+fit_process(restart=__name__ == "__main__")
 import torch  # noqa: E402
 from common import ENCODERS, RESULTS, RUNS, load_rows, table, write_text  # noqa: E402
 from seed000_pipeline import StepClock  # noqa: E402

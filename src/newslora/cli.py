@@ -11,7 +11,7 @@ import warnings
 from dataclasses import fields
 
 from newslora import NewsloraError, __version__
-from newslora.machine import fit_threads, preload_tcmalloc
+from newslora.machine import fit_process
 
 
 def _use_offline_mode_if_hub_unreachable():
@@ -395,15 +395,14 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if argv is None:  # a command line, not a call from Python: it may start over on tcmalloc
-        preload_tcmalloc()
+    # before torch is imported; only a command line (no argv given) may start over on tcmalloc
+    fit_process(restart=argv is None)
     if extra:  # overrides may come after a flag: `budget CONFIG --plan lora.r=8`
         if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
     warnings.filterwarnings("ignore", category=FutureWarning)
     _use_offline_mode_if_hub_unreachable()
-    fit_threads()  # before torch is imported: it sizes its pool once
     try:
         args.func(args)
     except NewsloraError as e:

@@ -128,3 +128,12 @@ def preload_tcmalloc(environ=os.environ):
     sys.stderr.flush()
     argv = [sys.executable, *sys.orig_argv[1:]]
     os.execve(sys.executable, argv, {**environ, "LD_PRELOAD": str(tcmalloc_path())})
+
+
+def fit_process(restart):
+    """Everything above, in order, before torch is imported: start over on tcmalloc when
+    `restart` (a command line; never a process that imported newslora, such as a test run),
+    then size torch's threads to the CPU quota."""
+    if restart:
+        preload_tcmalloc()
+    fit_threads()
