@@ -3,6 +3,8 @@
     python benchmarks/lever_ab.py baseline bf16-base --repeats 5     # ~10 min on 2 CPU cores
     python benchmarks/lever_ab.py baseline host-threads --cpu-quota 1 --rows 10000 --repeats 3
                                   # every run inside a cgroup allowed 1 CPU (root only)
+    python benchmarks/lever_ab.py baseline system-malloc --rows 10000 --precision fp32
+                                  # both levers with train.precision=fp32 (an fp32-only CPU)
 
 speed.py measures each lever once, one after the other, so a machine that drifts between two
 runs (these 2-core machines do, by 15-20% within minutes) decides the comparison. Here the
@@ -38,12 +40,12 @@ from newslora.files import write_json  # noqa: E402
 from newslora.model import resolve_name  # noqa: E402
 
 
-def compare(ctx, a, b, rows, repeats):
+def compare(ctx, a, b, rows, repeats, precision):
     """Every run's samples/s, A and B alternating, and the ratio A/B of each pair."""
     rates = {a: [], b: []}
     for i in range(repeats):
         for lever in (a, b) if i % 2 == 0 else (b, a):  # neither always goes first
-            row = speed.lever_arm(ctx, lever, rows, "auto")
+            row = speed.lever_arm(ctx, lever, rows, precision)
             if row["train_samples_per_s"] is None:  # e.g. torch-compile past its time limit
                 sys.exit(f"{lever}: {row['note']}; nothing written")
             rates[lever].append(row["train_samples_per_s"])
@@ -60,15 +62,16 @@ def table(results):
         "first when i is odd, B first when even); ratio = A / B within a pair. The matmul rates",
         "(2048x2048 torch.matmul) were measured right after the runs.",
         "",
-        "| measured | device | matmul GFLOP/s (bf16, fp32) | rows | A | B | A samples/s "
-        "| B samples/s | pair ratios A/B | median ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| measured | device | matmul GFLOP/s (bf16, fp32) | rows | precision | A | B "
+        "| A samples/s | B samples/s | pair ratios A/B | median ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, b = r["a"], r["b"]
         lines.append(
             f"| {r['measured_at']} | {r['device']} | {r['matmul_gflops']['bf16']}, "
-            f"{r['matmul_gflops']['fp32']} | {r['rows']:,} | {a} | {b} "
+            f"{r['matmul_gflops']['fp32']} | {r['rows']:,} | {r.get('precision', 'auto')} "
+            f"| {a} | {b} "
             f"| {', '.join(map(str, r['samples_per_s'][a]))} "
             f"| {', '.join(map(str, r['samples_per_s'][b]))} "
             f"| {', '.join(f'{x:.2f}' for x in r['ratios'])} | **{r['median_ratio']:.2f}x** |"
@@ -86,6 +89,10 @@ def main():
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs" / "lever_ab")
     parser.add_argument("--cpu-quota", type=float, help="run in a cgroup allowed this many CPUs")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32"], default="auto",
+        help="train.precision of both levers: auto (bf16 where the CPU has it) or fp32",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.a == args.b:
         parser.error("A and B must be two different levers")
@@ -96,12 +103,13 @@ def main():
     if args.cpu_quota:
         ctx.device += f", in a cgroup with a CPU quota of {args.cpu_quota:g}"
     with cpu_quota_cgroup(args.cpu_quota) if args.cpu_quota else nullcontext() as ctx.cgroup:
-        rates, ratios = compare(ctx, args.a, args.b, args.rows, args.repeats)
+        rates, ratios = compare(ctx, args.a, args.b, args.rows, args.repeats, args.precision)
     result = {
         "a": args.a,
         "b": args.b,
         "rows": args.rows,
         "repeats": args.repeats,
+        "precision": args.precision,
         "device": ctx.device,
         "matmul_gflops": {  # after the runs: the machine as it was at the end
             "bf16": round(matmul_flops(torch.bfloat16) / 1e9, 1),
