@@ -12,7 +12,8 @@ network. So everything it needs travels in parts, over calls made back to back (
     python3 benchmarks/gpu_session.py run accuracy   # then: run merge speed torchrun ...
     python benchmarks/gpu_session.py merge FOLDER   # here: adds the rows that came back
 
-Groups: `base` (wheels of this venv's exact versions for CPython 3.12, the AG News files),
+Groups: `base` (wheels of this venv's exact versions for CPython 3.12, the AG News files,
+tcmalloc's library where this machine has it),
 `minilm` and `mpnet` (weights in bf16, restored to fp32 there: the weights are bf16-rounded).
 `run` checks every sha256, then runs the jobs asked for in order within --budget-s, each
 writing its rows into $OUT as it finishes, so a job cut short leaves the earlier ones' rows.
@@ -29,6 +30,8 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+from gpu_jobs import GPU, JOBS, SMOKE, job_commands, needs
 
 REPO = Path(__file__).resolve().parents[1]
 PACK = REPO / ".gpu"  # git-ignored
@@ -53,50 +56,8 @@ WHEELS = [
     "kernels",
     "tomlkit",
 ]
+CARRIED_TCMALLOC = "lib/libtcmalloc_minimal.so.4"  # in `base`: Debian's, ~165 KiB
 DATA_FILES = ["agnews/train_pool.csv", "agnews/test.csv", "competition/test_unlabelled.csv"]
-# accuracy rows (issue 10), by job: the recipe and its levers; newslora runs' adapters come back
-# On the first GPU session's machine a step cost ~150-230 ms at any batch up to 1,024, so the
-# recipe's batch 32 (8,052 MPNet steps, ~30 min) does not fit a session; batch 128 (~8 min) does.
-# lr scaled by the square root of the batch. At batch 256 (lr 1.4e-3) MiniLM lost 0.45
-# validation points on CPU (benchmarks/README.md); 128 is not measured there.
-GPU_BATCH = ["train.batch_size=128", "train.lr=1e-3"]
-ACCURACY_JOBS = {
-    "accuracy": ("newslora", GPU_BATCH),
-    "accuracy-full": ("full", []),
-    "accuracy-seed000": ("seed000", []),
-    "accuracy-distill": ("newslora", ["train.teacher={full}"]),  # taught by accuracy-full's run
-}
-JOBS = (*ACCURACY_JOBS, "merge", "profile", "speed", "speed-levers", "torchrun")
-# The jobs' sizes. GPU: what the issues ask for. SMOKE: the same commands, small, on a CPU (a
-# dry run that catches a broken step before it costs device minutes).
-GPU = {
-    "encoder": "mpnet", "rows": 0, "val_rows": 2000,  # the whole train pool
-    "epochs": {"newslora": 3, "full": 3, "seed000": 8},  # seed 000 ran ~8-11, at lr 2e-5
-    "merge": ["--precision", "fp32,bf16"],
-    # the acceptance rows first (seed vs newslora, MFU at batch >= 64); scaling when time allows.
-    # 2026-12-04 a step took ~150 ms at any batch up to 1,024 (MiniLM): big batches, whole pool
-    "speed": ["--gpu", "--seed-steps", "61", "--scale-rows", "1000,10000,90000",
-              "--only", "seed,newslora,batches", "--batch-sizes", "1024,4096",
-              "--batch-rows", "90000"],
-    # against the launch-bound step, at the recipe's batch (RoBERTa-base first): CUDA graphs,
-    # the host's share (numpy padding; no loader workers) and peft's input casts (launches)
-    "speed-levers": ["--gpu", "--only", "levers", "--levers",
-                     "baseline,numpy-collator,collate-in-loop,compile-graphs,peft-input-cast",
-                     "--rows", "10000"],
-    # where a step's ~145 ms go (benchmarks/step_profile.py), both encoders: ~1-2 min
-    "profile": ["--gpu", "--batches", "32,1024"],
-    "torchrun_steps": 60,
-}  # fmt: skip
-SMOKE = {
-    "encoder": "minilm", "rows": 1000, "val_rows": 200,
-    "epochs": {"newslora": 0.1, "full": 0.1, "seed000": 0.1},
-    "merge": ["--precision", "fp32", "--rows", "300"],
-    "speed": ["--rows", "200", "--seed-steps", "3", "--only", "seed,newslora,batches",
-              "--batch-sizes", "16", "--batch-rows", "300"],
-    "speed-levers": ["--only", "levers", "--levers", "baseline", "--rows", "200"],
-    "profile": ["--batches", "16", "--warmup", "4", "--steps", "2"],
-    "torchrun_steps": 5,
-}  # fmt: skip
 
 
 def sha256(path):
@@ -138,10 +99,14 @@ def bf16_copy(model_dir, dest):
 def build_groups(work, python):
     from common import DATA, ENCODERS
 
+    from newslora.machine import tcmalloc_path
     from newslora.model import resolve_name
 
     base = work / "base"
     download_wheels(base / "wheels", python)
+    if lib := tcmalloc_path():  # the GPU image has no apt; `run` uses this copy where it loads
+        (base / CARRIED_TCMALLOC).parent.mkdir(parents=True)
+        shutil.copy(lib, base / CARRIED_TCMALLOC)  # the file, not the linker's symlink
     for name in DATA_FILES:
         (base / "data" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / name, base / "data" / name)
@@ -266,7 +231,25 @@ def environment():
     for group in ("minilm", "mpnet"):
         if (HOME / group / ".done").is_file() or group_complete(group):
             env[f"NEWSLORA_{group.upper()}"] = str(assemble(group))
+    use_carried_tcmalloc(env, base / CARRIED_TCMALLOC)
     return env
+
+
+def use_carried_tcmalloc(env, lib):
+    """newslora's processes start over on the carried tcmalloc (NEWSLORA_TCMALLOC, as on CPU)
+    where it loads on this machine; else they keep glibc's malloc. Either way it is said, and
+    step_profile's rows name the allocator (`host`). The seed arm keeps the system's malloc."""
+    probe = [sys.executable, "-c", "print('libtcmalloc' in open('/proc/self/maps').read())"]
+    if not lib.is_file():
+        print("tcmalloc: none carried (pack found none here); glibc's malloc", flush=True)
+        return
+    done = subprocess.run(probe, env=env | {"LD_PRELOAD": str(lib)}, capture_output=True, text=True)
+    if done.stdout.strip() == "True" and not done.stderr:
+        env["NEWSLORA_TCMALLOC"] = str(lib)
+        print(f"tcmalloc: the carried copy loads; newslora runs on it ({lib})", flush=True)
+    else:
+        why = done.stderr.strip().splitlines()[-1:] or [done.stdout.strip()]
+        print(f"tcmalloc: the carried copy does not load ({why[0]}); glibc's malloc", flush=True)
 
 
 def group_complete(group):
@@ -274,54 +257,11 @@ def group_complete(group):
     return all((HOME / "parts" / p["name"]).is_file() for p in parts)
 
 
-def needs(job, size):
-    return size["encoder"] if job in (*ACCURACY_JOBS, "merge") else "minilm"
-
-
-def job_commands(job, out, env, size):
-    py, bench = sys.executable, REPO / "benchmarks"
-    runs = REPO / "benchmarks" / "runs"
-    from accuracy import run_name
-
-    encoder, rows = size["encoder"], size["rows"]
-
-    def name(recipe, sets=()):  # accuracy.py's folder for the row, seed 1
-        return run_name(encoder, recipe, rows, size["epochs"][recipe], list(sets), 1)
-
-    if job in ACCURACY_JOBS:  # issue 10: a recipe on MPNet-base, the whole pool
-        recipe, sets = ACCURACY_JOBS[job]
-        sets = [s.format(full=f"benchmarks/runs/{name('full')}") for s in sets]
-        acc = [py, bench / "accuracy.py", "--encoders", encoder, "--recipes", recipe]
-        acc += ["--rows", rows, "--val-rows", size["val_rows"], "--seeds", "1"]
-        acc += ["--epochs", size["epochs"][recipe], *(x for s in sets for x in ("--set", s))]
-        acc += ["--no-tfidf", "--out", out / "accuracy.json"]
-        if recipe != "newslora":
-            return [acc]
-        tar = ["tar", "czf", out / f"{name(recipe, sets)}.tar.gz", "-C", runs]
-        return [acc, [*tar, "--exclude=checkpoints", name(recipe, sets)]]
-    if job == "merge":  # issue 11: merged vs unmerged labels, fp32 and bf16
-        run = runs / name(*ACCURACY_JOBS["accuracy"])  # the `accuracy` job's run
-        merge = [py, bench / "merge_agreement.py", run, *size["merge"]]
-        return [[*merge, "--out", out / "merge.json"]]
-    if job in ("speed", "speed-levers"):  # issue 11: RoBERTa-base (random weights), MiniLM-L6
-        return [[py, bench / "speed.py", *size[job], "--precision", "auto", "--results", out]]
-    if job == "profile":  # issue 11: the phases, kernels and syncs of a training step
-        return [[py, bench / "step_profile.py", *size[job], "--results", out]]
-    if job == "torchrun":  # the shipped CLI under torchrun on this machine, unchanged
-        run = HOME / "runs" / "torchrun"
-        train = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
-        train += ["-m", "newslora", "train", REPO / "configs" / "demo.toml"]
-        train += [f"model.name={env['NEWSLORA_MINILM']}", f"train.output_dir={run}"]
-        train += [f"train.max_steps={size['torchrun_steps']}", "data.max_train_rows=4000"]
-        return [train, ["cp", run / "train_summary.json", out / "torchrun_summary.json"]]
-    raise SystemExit(f"unknown job {job!r}; jobs: {', '.join(JOBS)}")
-
-
 def run_job(job, out, env, deadline, size):
     """The job's commands in turn, output into session.log; its status."""
     if f"NEWSLORA_{needs(job, size).upper()}" not in env:
         return f"skipped: the {needs(job, size)} parts have not been carried"
-    for cmd in job_commands(job, out, env, size):
+    for cmd in job_commands(job, out, env, size, HOME):
         left = deadline - time.monotonic()
         if left < 30:
             return "skipped: budget"

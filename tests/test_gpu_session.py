@@ -4,6 +4,7 @@ part size is made small so that one group spans several parts."""
 
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 from conftest import REPO
 from safetensors.torch import load_file, save_file
+
+from newslora.machine import TCMALLOC, tcmalloc_path
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 gpu = importlib.import_module("gpu_session")
@@ -89,3 +92,20 @@ def test_the_cli_lists_its_jobs():
     )  # fmt: skip
     for job in ("accuracy", "merge", "speed", "torchrun"):
         assert job in done.stdout
+
+
+@pytest.mark.skipif(tcmalloc_path() is None, reason="tcmalloc not installed (make install)")
+def test_the_carried_tcmalloc_is_used_only_where_it_loads(tmp_path, capsys):
+    """`run` hands the carried copy to newslora's processes where the dynamic linker loads it,
+    and keeps glibc's malloc where it does not (here: a file that is no library)."""
+    lib = tmp_path / "lib" / TCMALLOC
+    lib.parent.mkdir()
+    shutil.copy(tcmalloc_path(), lib)
+    env = {"PATH": "/usr/bin:/bin"}
+    gpu.use_carried_tcmalloc(env, lib)
+    assert env["NEWSLORA_TCMALLOC"] == str(lib)
+    lib.write_bytes(b"not a shared library")
+    env = {"PATH": "/usr/bin:/bin"}
+    gpu.use_carried_tcmalloc(env, lib)
+    assert "NEWSLORA_TCMALLOC" not in env
+    assert "cannot be preloaded" in capsys.readouterr().out

@@ -3,6 +3,7 @@ torch does not read, and tcmalloc as the allocator where it is installed."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -87,6 +88,10 @@ def test_tcmalloc_is_found_in_the_linkers_folders_and_skipped_for_a_reason(tmp_p
     assert tcmalloc_path([tmp_path / "none"]) is None
     assert tcmalloc_skipped({"NEWSLORA_MALLOC": "default"}) == "NEWSLORA_MALLOC=default"
     assert tcmalloc_skipped({"LD_PRELOAD": "/opt/other.so"}) == "LD_PRELOAD is set"
+    copy = {"NEWSLORA_TCMALLOC": str(tmp_path / "lib" / TCMALLOC)}  # outside the folders
+    assert tcmalloc_path([tmp_path / "none"], copy) == tmp_path / "lib" / TCMALLOC
+    assert tcmalloc_path([tmp_path / "lib"], {"NEWSLORA_TCMALLOC": "/no/such.so"}) is None
+    assert "/no/such.so is not a file" in tcmalloc_skipped({"NEWSLORA_TCMALLOC": "/no/such.so"})
 
 
 needs_tcmalloc = pytest.mark.skipif(
@@ -96,7 +101,8 @@ needs_tcmalloc = pytest.mark.skipif(
 
 def allocator_line(**env):
     """`newslora doctor`'s allocator line, run as a user would (no LD_PRELOAD of ours)."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "NEWSLORA_MALLOC")}
+    ours = ("LD_PRELOAD", "NEWSLORA_MALLOC", "NEWSLORA_TCMALLOC")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     cmd = [sys.executable, "-m", "newslora", "doctor"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=clean | env).stdout
     return next(x for x in out.splitlines() if x.startswith("memory allocator"))
@@ -106,9 +112,21 @@ def allocator_line(**env):
 def test_cli_starts_over_on_tcmalloc_unless_told_not_to():
     """The real command maps tcmalloc into its process (doctor reads /proc/self/maps);
     NEWSLORA_MALLOC=default keeps the system's malloc."""
-    assert allocator_line().split()[2:] == ["ok", "tcmalloc"]
+    assert allocator_line().split()[2:] == ["ok", "tcmalloc", str(tcmalloc_path())]
     assert allocator_line(NEWSLORA_MALLOC="default").split()[2] == "info"
     assert "NEWSLORA_MALLOC=default" in allocator_line(NEWSLORA_MALLOC="default")
+
+
+@needs_tcmalloc
+def test_a_carried_copy_of_tcmalloc_is_taken_from_its_variable(tmp_path):
+    """NEWSLORA_TCMALLOC names a copy outside the linker's folders (gpu_session.py carries one
+    to a machine without apt): the command starts over on that file; a wrong path is named."""
+    copy = tmp_path / "carried" / TCMALLOC
+    copy.parent.mkdir()
+    shutil.copy(tcmalloc_path(), copy)
+    assert allocator_line(NEWSLORA_TCMALLOC=str(copy)).split()[2:] == ["ok", "tcmalloc", str(copy)]
+    wrong = allocator_line(NEWSLORA_TCMALLOC=str(tmp_path / "none.so"))
+    assert wrong.split()[2] == "info" and f"{tmp_path / 'none.so'} is not a file" in wrong
 
 
 @needs_tcmalloc

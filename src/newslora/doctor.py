@@ -110,7 +110,9 @@ def check_torch():
     threads = f"{torch.get_num_threads()} of {os.cpu_count()} cores{limit}"
     malloc = allocator()
     why = tcmalloc_skipped() or "not preloaded"
-    memory = "tcmalloc" if malloc == "tcmalloc" else f"the system's malloc (tcmalloc: {why})"
+    memory = f"the system's malloc (tcmalloc: {why})"
+    if malloc == "tcmalloc":  # the file the process started with (machine.preload_tcmalloc)
+        memory = f"tcmalloc {os.environ.get('LD_PRELOAD', '')}".strip()
     return [
         Check("torch threads", True, threads),
         Check(

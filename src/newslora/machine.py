@@ -91,8 +91,12 @@ def fit_threads():
             os.environ["OMP_NUM_THREADS"] = str(usable)
 
 
-def tcmalloc_path(dirs=LIBRARY_DIRS):
-    """tcmalloc's shared library, or None where it is not installed."""
+def tcmalloc_path(dirs=LIBRARY_DIRS, environ=os.environ):
+    """tcmalloc's shared library, or None where it is not installed: $NEWSLORA_TCMALLOC where
+    set (a copy outside the linker's folders, e.g. one carried to a machine without apt),
+    else the first of `dirs` that has it."""
+    if given := environ.get("NEWSLORA_TCMALLOC"):
+        return Path(given) if Path(given).is_file() else None
     return next((p for d in dirs if (p := Path(d) / TCMALLOC).is_file()), None)
 
 
@@ -111,7 +115,11 @@ def tcmalloc_skipped(environ=os.environ):
         return f"NEWSLORA_MALLOC={environ['NEWSLORA_MALLOC']}"
     if "LD_PRELOAD" in environ:
         return "LD_PRELOAD is set"
-    if not sys.platform.startswith("linux") or not sys.executable or tcmalloc_path() is None:
+    if environ.get("NEWSLORA_TCMALLOC") and tcmalloc_path(environ=environ) is None:
+        return f"NEWSLORA_TCMALLOC={environ['NEWSLORA_TCMALLOC']} is not a file"
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return "not on Linux"
+    if tcmalloc_path(environ=environ) is None:
         return "not installed"
     return None
 
@@ -127,7 +135,7 @@ def preload_tcmalloc(environ=os.environ):
     sys.stdout.flush()
     sys.stderr.flush()
     argv = [sys.executable, *sys.orig_argv[1:]]
-    os.execve(sys.executable, argv, {**environ, "LD_PRELOAD": str(tcmalloc_path())})
+    os.execve(sys.executable, argv, {**environ, "LD_PRELOAD": str(tcmalloc_path(environ=environ))})
 
 
 def fit_process(restart):
