@@ -117,8 +117,10 @@ def tcmalloc_skipped(environ=os.environ):
         return "LD_PRELOAD is set"
     if environ.get("NEWSLORA_TCMALLOC") and tcmalloc_path(environ=environ) is None:
         return f"NEWSLORA_TCMALLOC={environ['NEWSLORA_TCMALLOC']} is not a file"
-    if not sys.platform.startswith("linux") or not sys.executable:
+    if not sys.platform.startswith("linux"):
         return "not on Linux"
+    if not sys.executable:
+        return "no Python executable to start again"
     if tcmalloc_path(environ=environ) is None:
         return "not installed"
     return None
