@@ -73,7 +73,6 @@ ENV_LEVERS = {
     "omp-bind": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
     "omp-passive": {"OMP_WAIT_POLICY": "PASSIVE"},
 }
-OMP_ENV = ("OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY")
 for name, env in ENV_LEVERS.items():
     if script and name in sys.argv:  # the lever: an argument of its own, not a path
         os.environ.update(env)
@@ -160,7 +159,7 @@ def main():
             "pad_to": lever.get("pad_to"),
             "encoder_dropout": recipe.cfg.model.dropout,
             "malloc": allocator(),
-            "omp": {k: os.environ[k] for k in OMP_ENV if k in os.environ},
+            "env": {k: os.environ[k] for e in ENV_LEVERS.values() for k in e if k in os.environ},
         }
     }
     if lever.get("eval_only"):
