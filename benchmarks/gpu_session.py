@@ -239,12 +239,12 @@ def use_carried_tcmalloc(env, lib):
     """newslora's processes start over on the carried tcmalloc (NEWSLORA_TCMALLOC, as on CPU)
     where it loads on this machine; else they keep glibc's malloc. Either way it is said, and
     step_profile's rows name the allocator (`host`). The seed arm keeps the system's malloc."""
-    probe = [sys.executable, "-c", "print('libtcmalloc' in open('/proc/self/maps').read())"]
+    probe = [sys.executable, "-c", "from newslora.machine import allocator; print(allocator())"]
     if not lib.is_file():
         print("tcmalloc: none carried (pack found none here); glibc's malloc", flush=True)
         return
     done = subprocess.run(probe, env=env | {"LD_PRELOAD": str(lib)}, capture_output=True, text=True)
-    if done.stdout.strip() == "True" and not done.stderr:
+    if done.stdout.strip() == "tcmalloc" and not done.stderr:
         env["NEWSLORA_TCMALLOC"] = str(lib)
         print(f"tcmalloc: the carried copy loads; newslora runs on it ({lib})", flush=True)
     else:
