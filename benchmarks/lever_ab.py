@@ -5,6 +5,8 @@
                                   # every run inside a cgroup allowed 1 CPU (root only)
     python benchmarks/lever_ab.py baseline system-malloc --rows 10000 --precision fp32
                                   # both levers with train.precision=fp32 (an fp32-only CPU)
+    python benchmarks/lever_ab.py baseline bf16-base --rows 2000 --repeats 3 \
+        --encoder ~/.cache/newslora/all-mpnet-base-v2      # after benchmarks/fetch_mpnet.sh
 
 speed.py measures each lever once, one after the other, so a machine that drifts between two
 runs (these 2-core machines do, by 15-20% within minutes) decides the comparison. Here the
@@ -62,15 +64,16 @@ def table(results):
         "first when i is odd, B first when even); ratio = A / B within a pair. The matmul rates",
         "(2048x2048 torch.matmul) were measured right after the runs.",
         "",
-        "| measured | device | matmul GFLOP/s (bf16, fp32) | rows | precision | A | B "
+        "| measured | device | matmul GFLOP/s (bf16, fp32) | encoder | rows | precision | A | B "
         "| A samples/s | B samples/s | pair ratios A/B | median ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, b = r["a"], r["b"]
         lines.append(
             f"| {r['measured_at']} | {r['device']} | {r['matmul_gflops']['bf16']}, "
-            f"{r['matmul_gflops']['fp32']} | {r['rows']:,} | {r.get('precision', 'auto')} "
+            f"{r['matmul_gflops']['fp32']} | {r.get('encoder', 'minilm-l6')} | {r['rows']:,} "
+            f"| {r.get('precision', 'auto')} "
             f"| {a} | {b} "
             f"| {', '.join(map(str, r['samples_per_s'][a]))} "
             f"| {', '.join(map(str, r['samples_per_s'][b]))} "
@@ -93,13 +96,18 @@ def main():
         "--precision", choices=["auto", "fp32"], default="auto",
         help="train.precision of both levers: auto (bf16 where the CPU has it) or fp32",
     )  # fmt: skip
+    parser.add_argument(
+        "--encoder", default=speed.MINILM,
+        help="model.name; other than MiniLM: the linear head and the largest rank that fits",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.a == args.b:
         parser.error("A and B must be two different levers")
     args.runs.mkdir(parents=True, exist_ok=True)
     (args.runs / "logs").mkdir(exist_ok=True)
-    ctx = speed.Ctx(speed.MINILM, "minilm-l6", False, args.results, args.runs.resolve(), True)
-    ctx.device, ctx.n_params = device_label(False), encoder_params(resolve_name(speed.MINILM))
+    label = "minilm-l6" if args.encoder == speed.MINILM else Path(args.encoder).name
+    ctx = speed.Ctx(args.encoder, label, False, args.results, args.runs.resolve(), True)
+    ctx.device, ctx.n_params = device_label(False), encoder_params(resolve_name(args.encoder))
     if args.cpu_quota:
         ctx.device += f", in a cgroup with a CPU quota of {args.cpu_quota:g}"
     with cpu_quota_cgroup(args.cpu_quota) if args.cpu_quota else nullcontext() as ctx.cgroup:
@@ -107,6 +115,7 @@ def main():
     result = {
         "a": args.a,
         "b": args.b,
+        "encoder": label,
         "rows": args.rows,
         "repeats": args.repeats,
         "precision": args.precision,

@@ -11,6 +11,10 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
   torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
+  compile-dynamic  torch-compile with every dimension dynamic from the first step
+                   (torch._dynamo.config.assume_static_by_default = False): one compile for
+                   all lengths and batch sizes, instead of a static graph first, then a
+                   dynamic one at the second length and another at the last, smaller batch
   batch-256        train.batch_size=256 (the demo's is 32): fewer, larger matrix products
                    per row; its accuracy is a question for benchmarks/accuracy.py
   compile-graphs   torch_compile with mode "reduce-overhead" (CUDA graphs: one launch replays
@@ -96,6 +100,7 @@ LEVERS = {
     "sdpa-attention": {"overrides": ["model.attention=sdpa"]},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
     "torch-compile": {"args": {"torch_compile": True}},
+    "compile-dynamic": {"args": {"torch_compile": True}, "dynamic": True},
     "batch-256": {"overrides": ["train.batch_size=256"]},
     "compile-graphs": {
         "args": {"torch_compile": True, "torch_compile_mode": "reduce-overhead"},
@@ -131,6 +136,7 @@ def main():
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     if "args" in lever:
         with_training_args(lever["args"])
+    torch._dynamo.config.assume_static_by_default = not lever.get("dynamic")
     overrides = [*args.overrides, *lever.get("overrides", [])]
     recipe = Recipe(load_config(REPO / "configs" / "demo.toml", overrides)).setup()
     base = recipe.model.get_base_model()
@@ -155,6 +161,7 @@ def main():
             "torch_threads": torch.get_num_threads(),
             # with the above, what tells a lever from the baseline (speed_tables.same_settings)
             "compile_mode": trainer.args.torch_compile_mode,
+            "compile_dynamic": bool(lever.get("dynamic")),
             "batch_size": trainer.args.per_device_train_batch_size,
             "pad_to": lever.get("pad_to"),
             "encoder_dropout": recipe.cfg.model.dropout,
