@@ -18,7 +18,8 @@ from newslora.train import Recipe
 
 
 def _train(cfg_path, overrides=(), resume=False):
-    cfg = load_config(cfg_path, ["train.precision=fp32", *overrides])  # fp32: same on any CPU
+    # fp32 on any CPU; the bits may still differ between CPUs' kernels (AVX2, AVX-512, AMX)
+    cfg = load_config(cfg_path, ["train.precision=fp32", *overrides])
     return Recipe(cfg).setup(resume=resume).train().save()
 
 
@@ -135,17 +136,22 @@ def _separable_csv(path, rows_per_class=60):
     return path
 
 
-def test_learns_a_separable_task(tiny_bert, tmp_path, write_config):
-    """A random tiny encoder + LoRA on every matrix learns four classes with disjoint words."""
+@pytest.mark.parametrize("seed", [42, 1, 2])
+def test_learns_a_separable_task(tiny_bert, tmp_path, write_config, seed):
+    """A random tiny encoder + LoRA on every matrix learns four classes with disjoint words,
+    whatever the seed. The head mean-pools the tokens: tiny_bert's [CLS] vector is nearly the
+    same for every text, and through it (linear head, lr 5e-2) only seed 42 learned at all,
+    to 0.85-0.9 depending on the CPU's kernels, while seeds 1-4 stayed at chance. Pooled, lr
+    1e-2: 1.0 on all five seeds, the loss down to 1-6% of its start (an Intel Xeon, 2026-12-07)."""
     run = tmp_path / "run"
     data = _separable_csv(tmp_path / "separable.csv")
     text = tiny_config(tiny_bert, data, run)
     for old, new in [
         ("max_steps = 8", "max_steps = 80"),
-        ("lr = 1e-3", "lr = 5e-2"),
+        ("lr = 1e-3", "lr = 1e-2"),
         ("eval_every = 4", "eval_every = 40"),
         ("logging_steps = 2", "logging_steps = 5"),
-        ('head = "default"', 'head = "linear"'),
+        ('head = "default"', 'head = "mean"'),
         ("r = 4", "r = 8"),
         ("dropout = 0.1", "dropout = 0.0"),
         (
@@ -154,7 +160,7 @@ def test_learns_a_separable_task(tiny_bert, tmp_path, write_config):
         ),
     ]:
         text = text.replace(old, new)
-    recipe = _train(write_config(text))
+    recipe = _train(write_config(text), [f"train.seed={seed}"])
     losses = list(_losses(run).values())
     assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses  # the loss falls...
     assert recipe.val_metrics["eval_accuracy"] >= 0.9  # ...and held-out rows are classified
