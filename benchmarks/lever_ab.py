@@ -1,11 +1,11 @@
 """Interleaved A/B of two training-speed levers: A, B, A, B, ... in one command on one machine.
 
-    python benchmarks/lever_ab.py baseline bf16-base --repeats 5     # ~10 min on 2 CPU cores
+    python benchmarks/lever_ab.py fp32-base baseline --repeats 5     # ~10 min on 2 CPU cores
     python benchmarks/lever_ab.py baseline host-threads --cpu-quota 1 --rows 10000 --repeats 3
                                   # every run inside a cgroup allowed 1 CPU (root only)
     python benchmarks/lever_ab.py baseline system-malloc --rows 10000 --precision fp32
                                   # both levers with train.precision=fp32 (an fp32-only CPU)
-    python benchmarks/lever_ab.py baseline bf16-base --rows 2000 --repeats 3 \
+    python benchmarks/lever_ab.py fp32-base baseline --rows 2000 --repeats 3 \
         --encoder ~/.cache/newslora/all-mpnet-base-v2      # after benchmarks/fetch_mpnet.sh
 
 speed.py measures each lever once, one after the other, so a machine that drifts between two

@@ -3,10 +3,11 @@ change each; src/newslora is not modified (the lead decides what to adopt).
 
   baseline         the shipped path: model.attention = "auto" (eager on CPU, transformers'
                    default on GPU), optim="adamw_torch_fused" (transformers 5's default on
-                   torch >= 2.8) and, under bf16, the frozen base left fp32 (autocast casts
-                   its weights in every forward pass)
-  bf16-base        train.bf16_base=true: under bf16 the frozen base's linear weights are
-                   stored in bf16, cast once (the default before 2026-12-02)
+                   torch >= 2.8) and, under bf16, the frozen base's linear weights stored
+                   in bf16, cast once (train.bf16_base, the default again since 2026-12-07)
+  fp32-base        train.bf16_base=false: under bf16 the frozen base left fp32, autocast
+                   casting its weights in every forward pass (the default 2026-12-02..06;
+                   the rows of that time measured the other way round, as `bf16-base`)
   eager-attention  model.attention = "eager"
   sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
@@ -95,7 +96,7 @@ from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E40
 
 LEVERS = {
     "baseline": {},
-    "bf16-base": {"overrides": ["train.bf16_base=true"]},
+    "fp32-base": {"overrides": ["train.bf16_base=false"]},
     "eager-attention": {"overrides": ["model.attention=eager"]},
     "sdpa-attention": {"overrides": ["model.attention=sdpa"]},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
@@ -136,7 +137,8 @@ def main():
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     if "args" in lever:
         with_training_args(lever["args"])
-    torch._dynamo.config.assume_static_by_default = not lever.get("dynamic")
+    if lever.get("dynamic"):
+        torch._dynamo.config.assume_static_by_default = False
     overrides = [*args.overrides, *lever.get("overrides", [])]
     recipe = Recipe(load_config(REPO / "configs" / "demo.toml", overrides)).setup()
     base = recipe.model.get_base_model()

@@ -89,8 +89,9 @@ def device_label(gpu):
 
 
 def bf16_units():
-    """AMX tiles triple a 2-core machine's bf16 matmul rate over AVX512-BF16 alone (3,040
-    against ~950 GFLOP/s here), so the two are different machines to a speed table."""
+    """AMX tiles triple a 2-core machine's bf16 matmul rate over AVX512-BF16 alone (~3,000
+    GFLOP/s on an Intel Xeon against ~950 on an AMD EPYC, 2026-12), so to a speed table the
+    two are different machines."""
     flags = set(Path("/proc/cpuinfo").read_text().split()) if cpu_supports_bf16() else ()
     units = [unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags]
     return "+".join(units) or "no bf16 units"

@@ -290,7 +290,7 @@ def findings(rows):
             "work (LayerNorm, GELU, softmax, the casts autocast inserts around every linear "
             "layer) and the Trainer's per-step work; MiniLM's 384-wide matrices on "
             "~1,700-token batches are also far smaller than the 2048-square reference "
-            "(the bf16-base lever below measures storing the frozen base in bf16)."
+            "(the fp32-base lever below measures the frozen base left fp32 for autocast)."
         )
     elif fp and auto == "fp32" and fp.get("cpu_matmul_utilisation"):
         out.append(
@@ -346,12 +346,12 @@ def findings(rows):
 
 def missing_levers(rows):
     measured = {r["arm"].split(": ", 1)[1] for r in rows if r["arm"].startswith("newslora lever")}
-    same = {"bf16-base"} if rows and auto_precision(rows[0]["device"]) == "fp32" else set()
+    same = {"fp32-base"} if rows and auto_precision(rows[0]["device"]) == "fp32" else set()
     same |= QUOTA_ONLY
     # a kernel some lever row already ran with (the baseline's: eager on CPU) is measured
     kernels = {(r.get("lever") or {}).get("attention") for r in rows}
     same |= {f"{k}-attention" for k in kernels if k}
-    left = [lever for lever in LEVERS if lever not in measured | same]  # bf16-base: no-op here
+    left = [lever for lever in LEVERS if lever not in measured | same]  # fp32-base: no-op here
     if not left:
         return ""
     return (
