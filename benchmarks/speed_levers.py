@@ -13,9 +13,9 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
   torch-compile    TrainingArguments(torch_compile=True): inductor on CPU
   compile-dynamic  torch-compile with every dimension dynamic from the first step
-                   (torch._dynamo.config.assume_static_by_default = False): one compile for
-                   all lengths and batch sizes, instead of a static graph first, then a
-                   dynamic one at the second length and another at the last, smaller batch
+                   (torch._dynamo.config.assume_static_by_default = False), meant to
+                   compile once for all lengths instead of three times; on 2026-12-07 it
+                   still compiled twice and its steps were no faster than eager
   batch-256        train.batch_size=256 (the demo's is 32): fewer, larger matrix products
                    per row; its accuracy is a question for benchmarks/accuracy.py
   compile-graphs   torch_compile with mode "reduce-overhead" (CUDA graphs: one launch replays

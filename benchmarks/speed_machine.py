@@ -19,7 +19,7 @@ import torch
 from common import DATA, ENCODERS
 
 from newslora.machine import cgroup_cpus
-from newslora.model import cpu_supports_bf16, resolve_name
+from newslora.model import resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
 ROBERTA_JSON = REPO / "src" / "newslora" / "model_configs" / "roberta-base.json"
@@ -92,7 +92,7 @@ def bf16_units():
     """AMX tiles triple a 2-core machine's bf16 matmul rate over AVX512-BF16 alone (~3,000
     GFLOP/s on an Intel Xeon against ~950 on an AMD EPYC, 2026-12), so to a speed table the
     two are different machines."""
-    flags = set(Path("/proc/cpuinfo").read_text().split()) if cpu_supports_bf16() else ()
+    flags = set(Path("/proc/cpuinfo").read_text().split())
     units = [unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags]
     return "+".join(units) or "no bf16 units"
 

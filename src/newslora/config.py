@@ -147,9 +147,10 @@ class TrainConfig:
     bf16_base: bool = _f(
         True,
         "When training runs in bf16, store the frozen base's linear weights in bf16: cast "
-        "once, not in every forward pass, with the same outputs; 1-7% faster on every CPU "
-        "measured since 2026-12-04 (benchmarks/README.md). false keeps them fp32 and lets "
-        "autocast cast them. LoRA weights and the head stay fp32 either way.",
+        "once, not in every forward pass, with the same outputs; 1-6% faster (median of "
+        "interleaved pairs) on every CPU measured since 2026-12-04 (benchmarks/README.md). "
+        "false keeps them fp32 and lets autocast cast them. LoRA weights and the head stay "
+        "fp32 either way.",
     )
     teacher: str = _f(
         "",
