@@ -8,6 +8,13 @@ change each; src/newslora is not modified (the lead decides what to adopt).
   fp32-base        train.bf16_base=false: under bf16 the frozen base left fp32, autocast
                    casting its weights in every forward pass (the default 2026-12-02..06;
                    the rows of that time measured the other way round, as `bf16-base`)
+  fp32-trunk       train.bf16_trunk=false: the frozen embeddings and LayerNorms left fp32, so
+                   that the hidden states go to fp32 at every residual add and LayerNorm
+                   (the default until 2026-12-07; the rows of that day before the switch
+                   measured the other way round, as `bf16-trunk`, casting the same modules
+                   in this script before the setting existed)
+  unfused-lora     train.fused_lora=false: peft's own LoRA forward, B's product, the scaling
+                   and the sum with the frozen layer's output as three passes, not one addmm
   eager-attention  model.attention = "eager"
   sdpa-attention   model.attention = "sdpa" (PyTorch's scaled_dot_product_attention)
   adamw-foreach    optim="adamw_torch": the multi-tensor AdamW, i.e. fused AdamW turned off
@@ -97,6 +104,8 @@ from seed000_pipeline import StepClock, count_batches, step_records  # noqa: E40
 LEVERS = {
     "baseline": {},
     "fp32-base": {"overrides": ["train.bf16_base=false"]},
+    "fp32-trunk": {"overrides": ["train.bf16_trunk=false"]},
+    "unfused-lora": {"overrides": ["train.fused_lora=false"]},
     "eager-attention": {"overrides": ["model.attention=eager"]},
     "sdpa-attention": {"overrides": ["model.attention=sdpa"]},
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
@@ -157,6 +166,8 @@ def main():
             "optim": str(trainer.args.optim),
             "torch_compile": trainer.args.torch_compile,
             "bf16_base": recipe.cfg.train.bf16_base,
+            "bf16_trunk": recipe.cfg.train.bf16_trunk,
+            "fused_lora": recipe.cfg.train.fused_lora,
             "collator": type(trainer.data_collator).__name__,
             "loader_workers": trainer.args.dataloader_num_workers,
             "peft_input_cast": bool(lever.get("peft_cast")),

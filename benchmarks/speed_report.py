@@ -8,10 +8,10 @@ from common import done
 
 KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
 LEVERS = [
-    "baseline", "fp32-base", "eager-attention", "sdpa-attention", "adamw-foreach",
-    "torch-compile", "compile-dynamic", "batch-256", "compile-graphs", "collate-in-loop",
-    "numpy-collator", "encoder-dropout-0", "peft-input-cast", "host-threads", "system-malloc",
-    "omp-bind", "omp-passive", "eval-pass", "eval-pass-grouped",
+    "baseline", "fp32-base", "fp32-trunk", "unfused-lora", "eager-attention", "sdpa-attention",
+    "adamw-foreach", "torch-compile", "compile-dynamic", "batch-256", "compile-graphs",
+    "collate-in-loop", "numpy-collator", "encoder-dropout-0", "peft-input-cast", "host-threads",
+    "system-malloc", "omp-bind", "omp-passive", "eval-pass", "eval-pass-grouped",
 ]  # fmt: skip
 # the same run as baseline outside a container's CPU quota: `lever_ab.py --cpu-quota` runs it
 QUOTA_ONLY = {"host-threads"}

@@ -175,7 +175,7 @@ def test_bf16_base_stores_the_frozen_base_in_bf16(
     case), and the saved adapter reloads into an fp32 base as before."""
     import torch
 
-    from newslora.model import load_model, store_frozen_linears
+    from newslora.model import load_model, store_frozen
 
     def query_dtypes(recipe):
         modules = recipe.model.named_modules()
@@ -187,7 +187,7 @@ def test_bf16_base_stores_the_frozen_base_in_bf16(
     assert query_dtypes(kept) == {torch.float32}
     # LoRA dropout 0 (the default): peft's input casts are skipped too, in training and in
     # its evaluations, where a bf16 base's outputs reach fp32 adapters
-    cfg = load_config(config, ["train.precision=bf16", "lora.dropout=0"])
+    cfg = load_config(config, ["train.precision=bf16", "lora.dropout=0", "train.bf16_trunk=false"])
     recipe = Recipe(cfg).setup()
     assert query_dtypes(recipe) == {torch.bfloat16}
     dtypes = {(p.requires_grad, p.dtype) for n, p in recipe.model.named_parameters() if "." in n}
@@ -202,9 +202,41 @@ def test_bf16_base_stores_the_frozen_base_in_bf16(
     batch = {k: torch.tensor(v) for k, v in batch.items()}
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         before = reloaded(**batch).logits
-        store_frozen_linears(reloaded, torch.bfloat16)
+        store_frozen(reloaded, torch.bfloat16)
         after = reloaded(**batch).logits
     assert torch.equal(before, after)
+
+
+def test_bf16_trunk_keeps_the_hidden_states_in_bf16(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """train.bf16_trunk (on by default) also stores the frozen embeddings and LayerNorms in
+    bf16: the hidden
+    states between layers are bf16 (fp32 without it, after each LayerNorm), what trains stays
+    fp32, training gives finite losses, and the logits stay close to the fp32 trunk's."""
+    import torch
+
+    def forward(recipe):
+        model = recipe.model.eval()
+        batch = recipe.tokenizer(["Stocks fell on Monday.", "The cup final."], padding=True)
+        batch = {k: torch.tensor(v) for k, v in batch.items()}
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+            return model(**batch, output_hidden_states=True)
+
+    run = tmp_path / "run"
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run))
+    sets = ["train.precision=bf16", "lora.dropout=0"]
+    linears = Recipe(load_config(config, [*sets, "train.bf16_trunk=false"])).setup()
+    trunk = Recipe(load_config(config, sets)).setup()  # on by default
+    plain, rounded = forward(linears), forward(trunk)
+    assert {h.dtype for h in plain.hidden_states[1:]} == {torch.float32}
+    assert {h.dtype for h in rounded.hidden_states} == {torch.bfloat16}
+    dtypes = {(p.requires_grad, p.dtype) for p in trunk.model.parameters()}
+    assert {d for grad, d in dtypes if grad} == {torch.float32}  # LoRA and head
+    assert {d for grad, d in dtypes if not grad} == {torch.bfloat16}  # all of the base
+    assert torch.allclose(plain.logits.float(), rounded.logits.float(), atol=0.05)
+    trunk.train().save()
+    assert all(v == v for v in _losses(run).values())  # finite losses (NaN != NaN)
 
 
 def test_training_skips_peft_input_cast_under_autocast_with_the_same_bits(

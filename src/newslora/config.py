@@ -152,6 +152,20 @@ class TrainConfig:
         "false keeps them fp32 and lets autocast cast them. LoRA weights and the head stay "
         "fp32 either way.",
     )
+    bf16_trunk: bool = _f(
+        True,
+        "With bf16_base, also store the frozen embeddings and LayerNorms in bf16, so that the "
+        "hidden states stay bf16 between layers: no cast to fp32 and back around every "
+        "residual add and LayerNorm. 1.05-1.06x on CPU (median of interleaved pairs) with "
+        "the same test accuracy (benchmarks/README.md); not the same bits, as the residual "
+        "stream rounds to bf16. false keeps them fp32.",
+    )
+    fused_lora: bool = _f(
+        True,
+        "While training, compute each LoRA adapter's last product, its scaling and the sum "
+        "with the frozen layer's output as one addmm (newslora/fused.py): one pass over the "
+        "layer's output instead of three, the same function. false = peft's own forward.",
+    )
     teacher: str = _f(
         "",
         "A finished run to distil from: its logits on the training rows join the loss. Its "

@@ -321,21 +321,30 @@ def build_model(cfg, pretrained=True, training=True):
     return get_peft_model(model, lora_config(cfg, model))
 
 
-def store_frozen_linears(model, dtype):
-    """Cast the weights of linear layers that do not train to `dtype`; returns how many.
+def store_frozen(model, dtype, trunk=False):
+    """Cast the weights of the linear layers that do not train to `dtype`; returns how many
+    modules were cast.
 
     Under autocast every linear layer's fp32 weight is cast to bf16 in every forward pass, and
     autocast caches that cast only for weights that train, so a frozen base pays it at every
-    step. Stored in bf16 it is cast once. LoRA's A/B and the head train: they stay fp32 (the
-    optimizer updates fp32 master weights). Embeddings and LayerNorms are left in fp32."""
-    frozen = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.Linear) and not any(p.requires_grad for p in m.parameters())
-    ]
+    step. Stored in bf16 it is cast once, with the same outputs. LoRA's A/B and the head train:
+    they stay fp32 (the optimizer updates fp32 master weights).
+
+    `trunk` also casts every other frozen module (embeddings, LayerNorms): the hidden states
+    then stay bf16 between layers instead of going to fp32 at each residual add and LayerNorm
+    and back to bf16 for the next matrix product. Not the same bits: the residual stream is
+    rounded to bf16."""
+    kinds = nn.Module if trunk else nn.Linear
+    frozen = [m for m in model.modules() if isinstance(m, kinds) and _frozen(m)]
     for module in frozen:
         module.to(dtype)
     return len(frozen)
+
+
+def _frozen(module):
+    """Whether the module has weights of its own and none of them trains."""
+    own = list(module.parameters(recurse=False))
+    return bool(own) and not any(p.requires_grad for p in own)
 
 
 def save_model(model, tokenizer, folder):

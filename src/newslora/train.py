@@ -43,6 +43,7 @@ from newslora.config import save_config
 from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
 from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
 from newslora.files import atomic_path, write_json
+from newslora.fused import fuse_lora_add
 from newslora.model import (
     autocast_dtype,
     build_model,
@@ -50,7 +51,7 @@ from newslora.model import (
     load_tokenizer,
     peak_gpu_mb,
     save_model,
-    store_frozen_linears,
+    store_frozen,
     warm_start,
 )
 from newslora.predict import fit_temperature, run_config
@@ -182,7 +183,9 @@ class Recipe:
         if cfg.train.init_from and not resume:  # a resume restores its own checkpoint
             self._warm_start()
         if cfg.train.bf16_base and autocast_dtype(cfg.train.precision) is torch.bfloat16:
-            store_frozen_linears(self.model, torch.bfloat16)
+            store_frozen(self.model, torch.bfloat16, trunk=cfg.train.bf16_trunk)
+        if cfg.train.fused_lora:
+            fuse_lora_add(self.model)
         self.count = count_parameters(self.model)
         check_budget(self.count, cfg.train.budget)
         self.evaluations = Evaluations()
