@@ -211,9 +211,9 @@ def test_bf16_trunk_keeps_the_hidden_states_in_bf16(
     tiny_bert, small_train_csv, tmp_path, write_config
 ):
     """train.bf16_trunk (on by default) also stores the frozen embeddings and LayerNorms in
-    bf16: the hidden
-    states between layers are bf16 (fp32 without it, after each LayerNorm), what trains stays
-    fp32, training gives finite losses, and the logits stay close to the fp32 trunk's."""
+    bf16: the hidden states between layers are bf16 (fp32 without it, after each LayerNorm),
+    what trains stays fp32, training gives finite losses, and the logits stay close to the
+    fp32 trunk's."""
     import torch
 
     def forward(recipe):
