@@ -29,9 +29,9 @@ def two_models(tiny_bert, small_train_csv, tmp_path, write_config):
     return peft.eval(), fused.eval()  # eval: the head's dropout off, the same draws for both
 
 
-def _step(model, batch, dtype=None):
+def _step(model, batch, bf16=False):
     model.zero_grad()
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         out = model(**batch)
     out.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -56,7 +56,7 @@ def test_the_same_logits_and_gradients_as_peft(two_models, batch):
         assert torch.allclose(grad, ref_grads[name], atol=1e-6, rtol=1e-4), name
 
     def error(model):
-        logits, _ = _step(model, batch, torch.bfloat16)
+        logits, _ = _step(model, batch, bf16=True)
         return (logits - ref_logits).abs().max().item()
 
     assert error(fused) <= error(peft) + 1e-3  # bf16 rounds the sum once, not three times

@@ -156,8 +156,8 @@ class TrainConfig:
         True,
         "With bf16_base, also store the frozen embeddings and LayerNorms in bf16, so that the "
         "hidden states stay bf16 between layers: no cast to fp32 and back around every "
-        "residual add and LayerNorm. 1.14x on MPNet-base, within the spread on MiniLM-L6 "
-        "(medians of interleaved pairs, CPU), with the same test accuracy "
+        "residual add and LayerNorm. 1.13x on MPNet-base (the fp32 trunk at 0.88x), within the "
+        "spread on MiniLM-L6 (medians of interleaved pairs, CPU), with the same test accuracy "
         "(benchmarks/README.md); not the same bits, as the residual stream rounds to bf16. "
         "false keeps them fp32.",
     )

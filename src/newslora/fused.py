@@ -25,15 +25,15 @@ class AddmmLora(LoraVariant):
 
     @staticmethod
     def merge_safe(module, active_adapter, orig_weight):
-        return orig_weight + module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+        return orig_weight + _delta(module, active_adapter, orig_weight)
 
     @staticmethod
     def merge_unsafe(module, active_adapter, orig_weight):
-        orig_weight.data += module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+        orig_weight.data += _delta(module, active_adapter, orig_weight)
 
     @staticmethod
     def unmerge(module, active_adapter, orig_weight):
-        return orig_weight - module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+        return orig_weight - _delta(module, active_adapter, orig_weight)
 
     @staticmethod
     def forward(module, active_adapter, x, result, **kwargs):
@@ -45,6 +45,11 @@ class AddmmLora(LoraVariant):
             alpha=module.scaling[active_adapter],
         )
         return flat.view(result.shape)
+
+
+def _delta(module, adapter, weight):
+    """Vanilla LoRA's weight delta (peft's own), in the base weight's dtype."""
+    return module.get_delta_weight(adapter).to(weight.dtype)
 
 
 def fuse_lora_add(model):
