@@ -42,7 +42,7 @@ test: doctor
 test-fast: doctor
 	$(PYTHON) -m pytest -m "not slow"
 
-# every dependency at its pyproject.toml floor, in a new virtualenv (.ci/floor.txt; ~8 min)
+# every dependency at its pyproject.toml floor, in a new virtualenv (.ci/floor.txt; ~7 min)
 test-floor:
 	bash .ci/floor
 

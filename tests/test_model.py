@@ -134,6 +134,7 @@ def test_hub_kernels_are_off_unless_asked(setting, enabled):
         "print(os.environ['USE_HUB_KERNELS'], callable(k), k() if callable(k) else k)"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert len(out.stdout.split()) == 3, out.stderr
     setting_seen, is_function, kernels_on = out.stdout.split()
     assert setting_seen == (setting or "0"), out.stderr
     if is_function == "True" or not enabled:
