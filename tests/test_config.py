@@ -76,16 +76,19 @@ def test_every_field_has_help():
     assert parse_override("train.epochs=2") == ("train", "epochs", 2)
 
 
-def test_a_run_saved_before_model_dropout_existed_reads_as_trained(tmp_path):
+def test_a_run_saved_before_a_setting_existed_reads_as_trained(tmp_path):
     """Runs saved before model.dropout existed trained with the encoder's own dropout: their
-    config reads as "auto", not the new default 0 (the model card prints it); runs saved since
-    keep what they wrote."""
+    config reads as "auto", not the new default 0 (the model card prints it). Runs saved before
+    train.bf16_base / bf16_trunk trained with fp32 weights: those read false, so that predict
+    stores the weights as they trained. Runs saved since keep what they wrote."""
     from newslora.predict import run_config
 
     (tmp_path / "adapter").mkdir()
     save_config(load_config(None, ["model.dropout=0.0"]), tmp_path / "config.toml")
-    assert run_config(tmp_path).model.dropout == 0.0
+    cfg = run_config(tmp_path)
+    assert (cfg.model.dropout, cfg.train.bf16_base, cfg.train.bf16_trunk) == (0.0, True, True)
     doc = tomllib.loads((tmp_path / "config.toml").read_text())
-    del doc["model"]["dropout"]
+    del doc["model"]["dropout"], doc["train"]["bf16_base"], doc["train"]["bf16_trunk"]
     (tmp_path / "config.toml").write_text(tomli_w.dumps(doc))
-    assert run_config(tmp_path).model.dropout == "auto"
+    cfg = run_config(tmp_path)
+    assert (cfg.model.dropout, cfg.train.bf16_base, cfg.train.bf16_trunk) == ("auto", False, False)

@@ -1,6 +1,8 @@
 """The real pretrained encoder (all-MiniLM-L6-v2, offline package) learns from real AG News rows."""
 
+import copy
 import json
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -8,7 +10,8 @@ import torch.nn.functional as F
 from conftest import newslora
 
 from newslora.data import load_with_config
-from newslora.predict import load_run, predict_with_config
+from newslora.model import autocast_dtype
+from newslora.predict import as_trained, load_run, predict_with_config
 
 
 def test_minilm_learns_real_news(minilm_run, tmp_path):
@@ -40,3 +43,23 @@ def test_confidence_is_calibrated_on_validation(minilm_run):
     raw = F.cross_entropy(logits, labels).item()
     calibrated = F.cross_entropy(logits / temperature, labels).item()
     assert calibrated < raw, (calibrated, raw, temperature)
+
+
+def test_predict_stores_the_weights_as_training_did(minilm_run):
+    """`newslora predict` runs the merged model with its weights in bf16 where training kept
+    them so (bf16 autocast with train.bf16_base, the trunk too with bf16_trunk): no batch casts
+    them again. On held-out rows its labels are the fp32 weights' labels, or all but a few."""
+    run, held_out = minilm_run
+    cfg, model, tokenizer = load_run(run)
+    stored = as_trained(cfg, copy.deepcopy(model))
+    bf16 = autocast_dtype(cfg.train.precision) is torch.bfloat16  # fp32-only CPUs: no cast
+    assert {p.dtype for p in stored.parameters()} == {torch.bfloat16 if bf16 else torch.float32}
+    linears = as_trained(
+        replace(cfg, train=replace(cfg.train, bf16_trunk=False)), copy.deepcopy(model)
+    )
+    norms = {m.weight.dtype for m in linears.modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert norms == {torch.float32}
+    texts = load_with_config(cfg.data, held_out)["text"].tolist()
+    fp32 = predict_with_config(cfg, model, tokenizer, texts).argmax(axis=1)
+    fast = predict_with_config(cfg, stored, tokenizer, texts).argmax(axis=1)
+    assert (fp32 == fast).mean() >= 0.99, (fp32 != fast).sum()

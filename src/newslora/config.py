@@ -150,7 +150,7 @@ class TrainConfig:
         "once, not in every forward pass, with the same outputs; 1-6% faster (median of "
         "interleaved pairs) on every CPU measured since 2026-12-04 (benchmarks/README.md). "
         "false keeps them fp32 and lets autocast cast them. LoRA weights and the head stay "
-        "fp32 either way.",
+        "fp32 either way. predict, evaluate and serve store the merged weights the same way.",
     )
     bf16_trunk: bool = _f(
         True,

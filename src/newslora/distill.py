@@ -16,7 +16,7 @@ from transformers import Trainer
 
 from newslora import NewsloraError
 from newslora.files import atomic_path
-from newslora.predict import load_run, predict_with_config
+from newslora.predict import load_for_predict, predict_with_config
 
 TEACHER_COLUMN = "teacher_logits"
 TEACHER_CACHE = "teacher_logits.npz"  # in the student's run directory
@@ -34,7 +34,7 @@ def teacher_logits(teacher_dir, labels, texts, cache=None):
         with np.load(cache) as stored:
             if str(stored["key"]) == key:
                 return stored["logits"]
-    cfg, model, tokenizer = load_run(teacher_dir)
+    cfg, model, tokenizer = load_for_predict(teacher_dir)
     if list(cfg.data.labels) != list(labels):
         raise NewsloraError(
             f"{teacher_dir}: the teacher's labels {cfg.data.labels} differ from this run's {labels}"

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from newslora.data import load_with_config
 from newslora.files import write_json
 from newslora.plots import plot_confusion
-from newslora.predict import load_run, predict_with_config, run_config
+from newslora.predict import load_for_predict, predict_with_config, run_config
 
 
 def classification_metrics(labels, preds, names):
@@ -57,7 +57,7 @@ def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False, encod
     spec = data_spec or cfg.data.test
     data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
     df = load_with_config(data_cfg, spec, need_labels=True, allow_pickle=allow_pickle)
-    cfg, model, tokenizer = load_run(run_dir)
+    cfg, model, tokenizer = load_for_predict(run_dir)
     start = time.perf_counter()
     logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist())
     seconds = time.perf_counter() - start

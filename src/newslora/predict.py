@@ -21,7 +21,7 @@ from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import load_with_config
 from newslora.files import atomic_path
-from newslora.model import autocast_dtype, load_model
+from newslora.model import autocast_dtype, load_model, store_frozen
 
 
 def run_config(run_dir):
@@ -29,10 +29,19 @@ def run_config(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file() or not (run_dir / "adapter").is_dir():
         raise NewsloraError(f"{run_dir}: not a finished newslora run (no config.toml or adapter/)")
-    cfg = load_config(run_dir / "config.toml")
-    if "dropout" not in tomllib.loads((run_dir / "config.toml").read_text()).get("model", {}):
+    return saved_config(run_dir / "config.toml")
+
+
+def saved_config(path):
+    """A config a run (or its export) saved. Settings added since then take the value that
+    run trained with, not today's default."""
+    cfg, saved = load_config(path), tomllib.loads(Path(path).read_text())
+    if "dropout" not in saved.get("model", {}):
         # saved before model.dropout existed (2026-12-04): it trained with the encoder's own
         cfg.model.dropout = "auto"
+    for key in ("bf16_base", "bf16_trunk"):  # saved before these existed: trained without
+        if key not in saved.get("train", {}):
+            setattr(cfg.train, key, False)
     return cfg
 
 
@@ -43,6 +52,22 @@ def load_run(run_dir, merge=True):
     if merge and isinstance(model, PeftModel):
         model = model.merge_and_unload()
     return cfg, model.eval(), tokenizer
+
+
+def load_for_predict(run_dir):
+    """load_run, then the weights stored as training stored its frozen ones (as_trained)."""
+    cfg, model, tokenizer = load_run(run_dir)
+    return cfg, as_trained(cfg, model), tokenizer
+
+
+def as_trained(cfg, model):
+    """A merged model (nothing trains) with its weights in bf16 where its run trained them so:
+    `train.bf16_base` under bf16 autocast, all of it with `train.bf16_trunk`, else its linear
+    layers. autocast would cast fp32 weights again for every batch, and the hidden states
+    would go to fp32 and back around every LayerNorm. For prediction only: exports keep fp32."""
+    if cfg.train.bf16_base and autocast_dtype(cfg.train.precision) is torch.bfloat16:
+        store_frozen(model, torch.bfloat16, trunk=cfg.train.bf16_trunk)
+    return model
 
 
 def predict_logits(
@@ -93,7 +118,7 @@ def fit_temperature(logits, labels):
 
 def run_confidence(run_dir, texts):
     """(predicted label, calibrated confidence) of a run for each text."""
-    cfg, model, tokenizer = load_run(run_dir)
+    cfg, model, tokenizer = load_for_predict(run_dir)
     logits = predict_with_config(cfg, model, tokenizer, list(texts))
     return label_confidence(logits, run_temperature(run_dir))
 
@@ -153,7 +178,7 @@ def export_meta(path):
 def source_config(path):
     """The resolved config of a run directory or of an export folder."""
     if export_meta(path) is not None:
-        return load_config(Path(path) / EXPORT_CONFIG)
+        return saved_config(Path(path) / EXPORT_CONFIG)
     return run_config(path)
 
 
@@ -190,9 +215,10 @@ def load_predictor(path, backend="auto"):
         return cfg, onnx_of
     if kind == "hf":
         model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        model = as_trained(cfg, model.requires_grad_(False))
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:
-        cfg, model, tokenizer = load_run(path)
+        cfg, model, tokenizer = load_for_predict(path)
 
     def torch_of(texts, batch_size=None, progress=True):
         size_ = batch_size or size
