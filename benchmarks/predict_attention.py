@@ -9,7 +9,8 @@ on both. `--compare kernel` (the default) sets eager against PyTorch SDPA attent
 `model.attention = "auto"` keeps transformers' default (SDPA) for inference unless this shows
 eager faster (it did not). `--compare weights` runs the run's own precision with the merged
 weights left fp32 (autocast casts them for every batch) against them stored as training
-stored them (`predict.as_trained`, what `newslora predict` does). Writes
+stored them (`predict.as_trained`, what `newslora predict` does). Each row also holds the
+arm's accuracy on those rows and the share of its labels equal to the first arm's. Writes
 results/predict_attention.json (one row per run, device and arm; a rerun replaces the rows of
 its comparison) and the Markdown table beside it.
 """
@@ -36,26 +37,32 @@ ARMS = {
 }
 
 
-def rate(run, cfg, arm, texts):
+def settings(cfg, arm):
+    """(kernel, precision, weights) of an arm for this run."""
     kernel, precision, weights = arm
-    kernel, precision = kernel or cfg.model.attention, precision or cfg.train.precision
+    return kernel or cfg.model.attention, precision or cfg.train.precision, weights
+
+
+def predict(run, cfg, arm, texts):
+    """(rows/s, labels): the merged model loaded and set up as the arm says, then timed."""
+    kernel, precision, weights = settings(cfg, arm)
     model, tokenizer = load_model(replace(cfg, model=replace(cfg.model, attention=kernel)), run)
     model = model.merge_and_unload().eval()
     if weights == "as trained":
         model = as_trained(cfg, model)
     start = time.perf_counter()
-    predict_logits(model, tokenizer, texts, cfg.train.eval_batch_size, cfg.model.max_length,
-                   precision, False)  # fmt: skip
-    return len(texts) / (time.perf_counter() - start), kernel, precision
+    logits = predict_logits(model, tokenizer, texts, cfg.train.eval_batch_size,
+                            cfg.model.max_length, precision, False)  # fmt: skip
+    return len(texts) / (time.perf_counter() - start), logits.argmax(axis=1)
 
 
 def markdown(rows):
     header = ["run", "device", "kernel", "rows", "precision", "weights", "rows/s (each repeat)",
-              "best"]  # fmt: skip
+              "best", "accuracy", "labels as the first arm's"]  # fmt: skip
     lines = [
         [Path(r["run"]).name, r["device"], r["kernel"], f"{r['rows']:,}", r["precision"],
          r.get("weights", "fp32"), ", ".join(f"{v:.1f}" for v in r["rows_per_s"]),
-         r["best_rows_per_s"]]
+         r["best_rows_per_s"], r.get("accuracy", ""), r.get("same_labels_as_first_arm", "")]
         for r in rows
     ]  # fmt: skip
     intro = ["# Inference speed by attention kernel and by stored weights", ""]
@@ -71,22 +78,26 @@ def main():
     args = parser.parse_args()
     run, cfg = args.run.resolve(), run_config(args.run)
     test = load_examples(DATA / "agnews" / "test.csv", AG_NEWS_LABELS, need_labels=True)
-    texts = list(test["text"].sample(args.rows, random_state=0))
-    arms, rates, seen = ARMS[args.compare], {}, {}
+    sample = test.sample(args.rows, random_state=0)
+    texts, truth = sample["text"].tolist(), sample["label"].to_numpy()
+    arms = ARMS[args.compare]
+    rates, labels = {name: [] for name in arms}, {}
     for _ in range(args.repeats):
         for name, arm in arms.items():
-            value, *seen[name] = rate(run / "adapter", cfg, arm, texts)
-            rates.setdefault(name, []).append(value)
-            print(name, f"{value:.1f} rows/s", flush=True)
-    device = device_label(gpu=False)
+            rate, labels[name] = predict(run / "adapter", cfg, arm, texts)
+            rates[name].append(rate)
+            print(name, f"{rate:.1f} rows/s", flush=True)
+    device, first = device_label(gpu=False), labels[next(iter(arms))]
     key = (str(run), device, args.compare)  # a rerun replaces its own comparison's rows
     rows = [r for r in load_rows(OUT) if (r["run"], r["device"], r.get("compare", "kernel")) != key]
     for name, values in rates.items():
-        kernel, precision = seen[name]
+        kernel, precision, weights = settings(cfg, arms[name])
         rows.append({
             "run": str(run), "device": device, "compare": args.compare, "kernel": kernel,
-            "rows": args.rows, "precision": precision, "weights": arms[name][2],
+            "rows": args.rows, "precision": precision, "weights": weights,
             "rows_per_s": [round(v, 1) for v in values], "best_rows_per_s": round(max(values), 1),
+            "accuracy": round(float((labels[name] == truth).mean()), 4),
+            "same_labels_as_first_arm": round(float((labels[name] == first).mean()), 4),
         })  # fmt: skip
     write_json(OUT, rows)
     write_text(OUT.with_suffix(".md"), markdown(rows))

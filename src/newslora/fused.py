@@ -7,7 +7,7 @@ a whole output for a product only r wide, and on a CPU such passes are bound by 
 `torch.addmm(base_out, h, B.T, alpha=scaling)` does the same in one kernel that reads the
 base's output once and writes the sum once (and in bf16 rounds once, where peft rounds three
 times). It goes in through peft's own hook for LoRA variants (DoRA uses it), for vanilla
-adapters only; merging falls back to peft's own arithmetic. Measured: 1.07-1.08x end to end
+adapters only; merging falls back to peft's own arithmetic. Measured: 1.06-1.08x end to end
 on CPU (benchmarks/README.md, the lever `unfused-lora`).
 """
 
