@@ -50,3 +50,21 @@ def test_makefile_installs_what_doctor_checks():
         assert package in makefile, package
     assert TCMALLOC_PACKAGE in makefile  # optional: installed when root, else a hint
     assert "doctor" in makefile.split("test:")[1].splitlines()[0]  # `make test` runs it first
+
+
+def test_floor_constraints_hold_every_dependency_at_its_floor():
+    """`make test-floor` tests what pyproject.toml promises only if .ci/floor.txt pins each
+    dependency to the lower bound pyproject.toml gives it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lines = (REPO / ".ci" / "floor.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    for spec in project["dependencies"]:
+        req = Requirement(spec)
+        floors = [s.version for s in req.specifier if s.operator == ">="]
+        assert len(floors) == 1 and req.name in pins, spec
+        assert Version(pins[req.name]) == Version(floors[0]), (spec, pins[req.name])
