@@ -42,7 +42,8 @@ test: doctor
 test-fast: doctor
 	$(PYTHON) -m pytest -m "not slow"
 
-# every dependency at its pyproject.toml floor, in a new virtualenv (.ci/floor.txt; ~7 min)
+# every dependency at its pyproject.toml floor, in a new virtualenv (.ci/floor.txt; ~8 min,
+# ~3 GB to fetch: the floor torch from PyPI is a CUDA build)
 test-floor:
 	bash .ci/floor
 
