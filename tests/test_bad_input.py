@@ -123,6 +123,19 @@ def test_missing_model_and_run(tiny_bert, small_train_csv, tmp_path, write_confi
     assert not out.exists()
 
 
+def test_predict_names_rows_with_a_missing_or_repeated_id(tiny_run, tmp_path, capsys):
+    path = tmp_path / "ids.csv"
+    path.write_text("id,text\n7,Stocks fall\n,Cup final\n7,New chip\n8,Rain\n8,Oil\n")
+    out = tmp_path / "submission.csv"
+    main(["predict", str(tiny_run), str(path), str(out)])
+    err = capsys.readouterr().err
+    assert "1 row(s) with no ID (rows 2)" in err
+    assert "4 row(s) share an ID (rows 1, 3, 4, 5)" in err
+    assert pd.read_csv(out, keep_default_na=False)["ID"].astype(str).tolist() == [
+        "7", "", "7", "8", "8"
+    ]  # fmt: skip
+
+
 def test_predict_keeps_every_row(tiny_run, tmp_path, capsys):
     """Empty texts and placeholder labels still get a prediction; an `ID` column is used."""
     path = tmp_path / "unlabelled.csv"

@@ -223,7 +223,8 @@ def _id_column(df, spec):
     return found[0] if found else None
 
 
-def _rows(mask, limit=5):
+def row_numbers(mask, limit=5):
+    """The 1-based data rows where `mask` holds, the first `limit` of them, for messages."""
     rows = [int(i) + 1 for i in mask.to_numpy().nonzero()[0][:limit]]
     return ", ".join(map(str, rows)) + (", ..." if mask.sum() > limit else "")
 
@@ -253,9 +254,9 @@ def load_examples(
         text = text.map(clean_text)
     empty = text.str.len() == 0
     if empty.any() and not for_prediction:
-        raise NewsloraError(f"{spec}: row {_rows(empty, 1)}: field 'text' is empty")
+        raise NewsloraError(f"{spec}: row {row_numbers(empty, 1)}: field 'text' is empty")
     if empty.any():
-        warn(f"{spec}: {int(empty.sum())} row(s) with empty text (rows {_rows(empty)})")
+        warn(f"{spec}: {int(empty.sum())} row(s) with empty text (rows {row_numbers(empty)})")
     out = pd.DataFrame({"text": text.to_numpy()})
     id_column = _id_column(df, spec)
     out["id"] = df[id_column].to_numpy() if id_column is not None else range(len(df))

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from newslora import NewsloraError, warn
 from newslora.config import load_config
-from newslora.data import load_with_config
+from newslora.data import load_with_config, row_numbers
 from newslora.files import atomic_path
 from newslora.model import autocast_dtype, load_model, store_frozen
 
@@ -137,6 +137,17 @@ def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):
     )
 
 
+def warn_bad_ids(ids, spec):
+    """The output keys each row by its ID: a missing or repeated one makes it ambiguous (a
+    Kaggle submission with one is refused), so name those rows; every row is still predicted."""
+    missing = ids.isna() | (ids.astype(str).str.strip() == "")
+    repeated = ids.duplicated(keep=False) & ~missing
+    if missing.any():
+        warn(f"{spec}: {int(missing.sum())} row(s) with no ID (rows {row_numbers(missing)})")
+    if repeated.any():
+        warn(f"{spec}: {int(repeated.sum())} row(s) share an ID (rows {row_numbers(repeated)})")
+
+
 def predict_run(
     run_dir, input_spec, output, allow_pickle=False, batch_size=None, encoding=None, backend="auto"
 ):
@@ -148,11 +159,10 @@ def predict_run(
     cfg = source_config(run_dir)  # the input is read and checked before the model loads
     folder_kind(run_dir, backend)
     data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
-    df = load_with_config(
-        data_cfg, input_spec or cfg.data.predict, allow_pickle=allow_pickle, for_prediction=True
-    )
-    if df["id"].duplicated().any():
-        warn(f"{input_spec}: {int(df['id'].duplicated().sum())} duplicated ID(s)")
+    spec = input_spec or cfg.data.predict
+    df = load_with_config(data_cfg, spec, allow_pickle=allow_pickle, for_prediction=True)
+    if df.attrs["id_column"] is not None:
+        warn_bad_ids(df["id"], spec)
     _, logits_of = load_predictor(run_dir, backend)
     logits = logits_of(df["text"].tolist(), batch_size)
     table = pd.DataFrame({"ID": df["id"], "Label": logits.argmax(axis=1)})
