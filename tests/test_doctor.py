@@ -1,9 +1,12 @@
 """`newslora doctor`: the checks a fresh machine needs, each failure with its fix."""
 
 import shutil
+import tomllib
 from pathlib import Path
 
 from conftest import REPO, newslora
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from newslora.doctor import SYSTEM_FILES, WEIGHT_PACKAGES
 from newslora.machine import TCMALLOC_PACKAGE
@@ -55,11 +58,6 @@ def test_makefile_installs_what_doctor_checks():
 def test_floor_constraints_hold_every_dependency_at_its_floor():
     """`make test-floor` tests what pyproject.toml promises only if .ci/floor.txt pins each
     dependency to the lower bound pyproject.toml gives it."""
-    import tomllib
-
-    from packaging.requirements import Requirement
-    from packaging.version import Version
-
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     lines = (REPO / ".ci" / "floor.txt").read_text().splitlines()
     pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
