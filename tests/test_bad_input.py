@@ -162,6 +162,29 @@ def test_encoding_option_reads_latin1(corpus, tiny_run, tmp_path, capsys):
     assert json.loads(metrics.read_text())["rows"] == 1
 
 
+def test_a_file_laid_out_otherwise_is_named_by_flags(tiny_run, tmp_path, capsys):
+    """Another source's columns: the error says how to name them; the flags then read it."""
+    path = tmp_path / "other-source.csv"
+    pd.DataFrame(
+        {
+            "topic": ["Sports", "World", "Sci/Tech"],
+            "headline": ["Cup final tonight", "Talks resume", "New chip"],
+            "story": ["The striker scored.", "Envoys met again.", "It is faster."],
+        }
+    ).to_csv(path, index=False)
+    metrics = tmp_path / "metrics.json"
+    evaluate = ["evaluate", tiny_run, "--data", path, "--out", metrics]
+    _fails(capsys, evaluate, "has: ['topic', 'headline', 'story']; name the text columns", "")
+    _fails(capsys, [*evaluate, "--text-columns", "headline,story"], "--label-column", "")
+    main([*map(str, evaluate), "--text-columns", "headline, story", "--label-column", "topic"])
+    assert json.loads(metrics.read_text())["rows"] == 3
+    capsys.readouterr()  # evaluate's progress bar
+    out = tmp_path / "submission.csv"
+    _fails(capsys, ["predict", tiny_run, path, out], "--text-columns", "other-source.csv")
+    main(["predict", str(tiny_run), str(path), str(out), "--text-columns", "story"])
+    assert pd.read_csv(out)["ID"].tolist() == [0, 1, 2]
+
+
 def test_huge_cell_is_read_not_refused(tiny_run, tmp_path):
     path = tmp_path / "huge.csv"
     path.write_text("text\n" + "word " * 400_000 + "\nshort one\n")  # a 2 MB cell

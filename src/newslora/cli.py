@@ -50,7 +50,15 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from newslora.evaluate import evaluate_run
 
-    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, args.encoding)
+    m = evaluate_run(
+        args.run_dir,
+        args.data,
+        args.out,
+        args.allow_pickle,
+        encoding=args.encoding,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+    )
     print(
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
@@ -76,8 +84,9 @@ def cmd_predict(args):
         args.output,
         allow_pickle=args.allow_pickle,
         batch_size=args.batch_size,
-        encoding=args.encoding,
         backend=args.backend,
+        encoding=args.encoding,
+        text_columns=args.text_columns,
     )
     counts = table["Label"].value_counts().sort_index().to_dict()
     ids = table.attrs["id_column"]
@@ -259,6 +268,27 @@ def _backend_arg(parser):
 
 
 ENCODING_HELP = "text encoding of the input file (default: the run's data.encoding, utf-8)"
+
+
+def _file_args(parser, labelled):
+    """The input file's own layout, where it differs from the run's training data."""
+    parser.add_argument("--encoding", help=ENCODING_HELP)
+    parser.add_argument(
+        "--text-columns",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        metavar="COL[,COL]",
+        help="columns joined into the text (default: the run's data.text_columns, else `text` "
+        "or title + description)",
+    )
+    if labelled:
+        parser.add_argument(
+            "--label-column",
+            metavar="COL",
+            help="column of labels, ids or class names (default: the run's data.label_column, "
+            "else `label`, `class` or `Class Index`)",
+        )
+
+
 PICKLE_HELP = (
     "allow .pkl input (a pickled Hugging Face Dataset, as the competition ships): "
     "unpickling runs code from the file, so only use it on files you trust"
@@ -282,7 +312,7 @@ def build_parser():
     p.add_argument("--data", help="labelled file or Hub id:split (default: the config's data.test)")
     p.add_argument("--out", help="metrics JSON path (default RUN_DIR/metrics.json)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
-    p.add_argument("--encoding", help=ENCODING_HELP)
+    _file_args(p, labelled=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write an ID,Label CSV for a file of texts")
@@ -291,7 +321,7 @@ def build_parser():
     p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")
-    p.add_argument("--encoding", help=ENCODING_HELP)
+    _file_args(p, labelled=False)
     _backend_arg(p)
     p.set_defaults(func=cmd_predict)
 

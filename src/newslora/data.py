@@ -13,6 +13,7 @@ import csv
 import html
 import pickle
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,9 @@ LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
 ONE_BASED_LABEL_COLUMNS = ("class", "Class Index")  # AG News' original CSV and Kaggle's copy
 TEXT_PARTS = ("title", "description")
 PASSED_THROUGH = ("source", "origin")  # written by `newslora augment`
+# where a file's columns are not the run's: the config keys, and evaluate's / predict's flags
+TEXT_HINT = "; name the text columns with data.text_columns or --text-columns"
+LABEL_HINT = "; name the label column with data.label_column or --label-column"
 
 
 # --- cleaning ---------------------------------------------------------------------------------
@@ -161,14 +165,16 @@ def _text_series(df, spec, text_columns):
     if text_columns:
         missing = [c for c in text_columns if c not in df.columns]
         if missing:
-            raise NewsloraError(f"{spec}: missing column '{missing[0]}' (has: {list(df.columns)})")
+            raise NewsloraError(
+                f"{spec}: missing column '{missing[0]}' (has: {list(df.columns)}){TEXT_HINT}"
+            )
         cols = list(text_columns)
     elif "text" in df.columns:
         cols = ["text"]
     elif any(c in df.columns for c in TEXT_PARTS):
         cols = [c for c in TEXT_PARTS if c in df.columns]
     else:
-        hint = ""
+        hint = TEXT_HINT
         if len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
             hint = " (is the file comma-separated? a .tsv name reads tabs)"
         raise NewsloraError(
@@ -186,7 +192,7 @@ def _label_column(df, spec, label_column):
     if label_column:
         if label_column not in df.columns:
             raise NewsloraError(
-                f"{spec}: missing column '{label_column}' (has: {list(df.columns)})"
+                f"{spec}: missing column '{label_column}' (has: {list(df.columns)}){LABEL_HINT}"
             )
         return label_column
     return next((c for c in LABEL_COLUMNS if c in df.columns), None)
@@ -207,7 +213,7 @@ def _label_ids(values, column, spec, labels):
         except ValueError:
             number = None
         if number is None or not number.is_integer() or not 0 <= number - offset < len(labels):
-            valid = f"{offset}..{len(labels) - 1 + offset} or one of {labels}"
+            valid = f"{offset}..{len(labels) - 1 + offset}, or a class of data.labels: {labels}"
             raise NewsloraError(
                 f"{spec}: row {row}: field '{column}' = {raw!r} is not a valid label ({valid})"
             )
@@ -268,8 +274,14 @@ def load_examples(
     if column is not None:
         out["label"] = _label_ids(df[column].tolist(), column, spec, labels)
     elif need_labels and not for_prediction:
-        raise NewsloraError(f"{spec}: missing column 'label' (has: {list(df.columns)})")
+        raise NewsloraError(f"{spec}: missing column 'label' (has: {list(df.columns)}){LABEL_HINT}")
     return out
+
+
+def for_file(data_cfg, encoding=None, text_columns=None, label_column=None):
+    """A run's data config with the options a command gives for one file (None: the run's)."""
+    given = {"encoding": encoding, "text_columns": text_columns, "label_column": label_column}
+    return replace(data_cfg, **{k: v for k, v in given.items() if v})
 
 
 def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False, for_prediction=False):

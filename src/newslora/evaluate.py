@@ -5,13 +5,12 @@ over the classes present in the gold labels, and the confusion matrix over all c
 """
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-from newslora.data import load_with_config
+from newslora.data import for_file, load_with_config
 from newslora.files import write_json
 from newslora.plots import plot_confusion
 from newslora.predict import load_for_predict, predict_with_config, run_config
@@ -50,12 +49,13 @@ def _class_row(row):
     }
 
 
-def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False, encoding=None):
-    """Predict a labelled set with a run and write metrics (default RUN_DIR/metrics.json)."""
+def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False, **file_options):
+    """Predict a labelled set with a run and write metrics (default RUN_DIR/metrics.json).
+    `file_options`: encoding, text_columns, label_column for this file (data.for_file)."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)  # the data is read and checked before the model loads
     spec = data_spec or cfg.data.test
-    data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
+    data_cfg = for_file(cfg.data, **file_options)
     df = load_with_config(data_cfg, spec, need_labels=True, allow_pickle=allow_pickle)
     cfg, model, tokenizer = load_for_predict(run_dir)
     start = time.perf_counter()

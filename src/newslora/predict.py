@@ -7,7 +7,6 @@ the base weights for inference. Output order and IDs follow the input file.
 
 import json
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from newslora import NewsloraError, warn
 from newslora.config import load_config
-from newslora.data import load_with_config, row_numbers
+from newslora.data import for_file, load_with_config, row_numbers
 from newslora.files import atomic_path
 from newslora.model import autocast_dtype, load_model, store_frozen
 
@@ -149,7 +148,14 @@ def warn_bad_ids(ids, spec):
 
 
 def predict_run(
-    run_dir, input_spec, output, allow_pickle=False, batch_size=None, encoding=None, backend="auto"
+    run_dir,
+    input_spec,
+    output,
+    allow_pickle=False,
+    batch_size=None,
+    backend="auto",
+    encoding=None,
+    text_columns=None,
 ):
     """Write `ID,Label` for each row of `input_spec` to `output`, atomically; return the table.
 
@@ -158,7 +164,7 @@ def predict_run(
     `onnx` export folder (see load_predictor)."""
     cfg = source_config(run_dir)  # the input is read and checked before the model loads
     folder_kind(run_dir, backend)
-    data_cfg = replace(cfg.data, encoding=encoding) if encoding else cfg.data
+    data_cfg = for_file(cfg.data, encoding=encoding, text_columns=text_columns)
     spec = input_spec or cfg.data.predict
     df = load_with_config(data_cfg, spec, allow_pickle=allow_pickle, for_prediction=True)
     if df.attrs["id_column"] is not None:
