@@ -11,7 +11,7 @@ import random
 
 import pandas as pd
 import pytest
-from conftest import newslora, tiny_config
+from conftest import LABELS, newslora, tiny_config
 
 from newslora.cli import main
 
@@ -181,8 +181,13 @@ def test_a_file_laid_out_otherwise_is_named_by_flags(tiny_run, tmp_path, capsys)
     capsys.readouterr()  # evaluate's progress bar
     out = tmp_path / "submission.csv"
     _fails(capsys, ["predict", tiny_run, path, out], "--text-columns", "other-source.csv")
-    main(["predict", str(tiny_run), str(path), str(out), "--text-columns", "story"])
-    assert pd.read_csv(out)["ID"].tolist() == [0, 1, 2]
+    predict = [*map(str, ["predict", tiny_run, path, out]), "--text-columns", "story"]
+    main(predict)
+    ids = pd.read_csv(out)
+    assert ids["ID"].tolist() == [0, 1, 2] and ids["Label"].between(0, 3).all()
+    main([*predict, "--label-names"])
+    names = pd.read_csv(out)["Label"]
+    assert names.tolist() == [LABELS[i] for i in ids["Label"]]
 
 
 def test_huge_cell_is_read_not_refused(tiny_run, tmp_path):

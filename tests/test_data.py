@@ -69,12 +69,15 @@ def test_unlabelled_competition_set_reads_in_order():
 
 
 def test_label_names_and_id_column(tmp_path):
+    """Class names match in any case, spacing and punctuation: another source's spelling."""
     path = tmp_path / "named.csv"
-    pd.DataFrame({"id": [10, 11], "text": ["a", "b"], "label": ["sports", "Sci/Tech"]}).to_csv(
+    names = ["sports", "Sci/Tech", "sci-tech", "SCI_TECH", " World "]
+    pd.DataFrame({"id": range(10, 15), "text": list("abcde"), "label": names}).to_csv(
         path, index=False
     )
     df = load_examples(path, LABELS, need_labels=True)
-    assert df["label"].tolist() == [1, 3] and df["id"].astype(str).tolist() == ["10", "11"]
+    assert df["label"].tolist() == [1, 3, 3, 3, 0]
+    assert df["id"].astype(str).tolist() == ["10", "11", "12", "13", "14"]
 
 
 @pytest.mark.parametrize(
@@ -113,6 +116,24 @@ def test_split_is_stratified_seeded_and_disjoint(pool):
     assert not set(train["text"]) & set(val["text"])
     again, _ = split_train_val(df, cfg)
     assert again["text"].tolist() == train["text"].tolist()
+
+
+def test_split_keeps_a_one_row_class_in_training_and_names_absent_ones(capsys):
+    """Another source's labels: a class with one row cannot be stratified, one with none is
+    never trained; both are said, and the run goes on. A split that cannot be cut names its
+    setting."""
+    df = pd.DataFrame(
+        {"text": [f"news {i}" for i in range(41)], "label": [0] * 20 + [1] * 20 + [2]}
+    )
+    cfg = DataConfig(train="other.csv", val_rows=10)
+    train, val = split_train_val(df, cfg)
+    assert (len(train), len(val)) == (31, 10) and 2 in set(train["label"])
+    assert set(val["label"]) == {0, 1}
+    err = capsys.readouterr().err
+    assert "other.csv: one row only for class(es) ['Business']: kept in training" in err
+    assert "no rows for class(es) ['Sci/Tech'] of data.labels: never trained" in err
+    with pytest.raises(NewsloraError, match=r"other.csv: .* of 41 rows by data.val_rows = 1"):
+        split_train_val(df, DataConfig(train="other.csv", val_rows=1))
 
 
 def test_competition_style_pickled_dataset(tmp_path):

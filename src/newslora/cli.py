@@ -87,6 +87,7 @@ def cmd_predict(args):
         backend=args.backend,
         encoding=args.encoding,
         text_columns=args.text_columns,
+        names=args.label_names,
     )
     counts = table["Label"].value_counts().sort_index().to_dict()
     ids = table.attrs["id_column"]
@@ -321,6 +322,11 @@ def build_parser():
     p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")
+    p.add_argument(
+        "--label-names",
+        action="store_true",
+        help="write class names (the run's data.labels) in Label, not ids",
+    )
     _file_args(p, labelled=False)
     _backend_arg(p)
     p.set_defaults(func=cmd_predict)

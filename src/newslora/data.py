@@ -198,15 +198,23 @@ def _label_column(df, spec, label_column):
     return next((c for c in LABEL_COLUMNS if c in df.columns), None)
 
 
+def _class_key(name):
+    """A class name with letters, as matched: any case, spaces and punctuation (Sci/Tech =
+    sci-tech); names without letters match exactly, so that "-1" never reads as "1"."""
+    return re.sub("[^a-z0-9]", "", str(name).lower())
+
+
 def _label_ids(values, column, spec, labels):
     """Map label values (ints, or class names) to 0..K-1; name the first bad row."""
     offset = 1 if column in ONE_BASED_LABEL_COLUMNS else 0
-    by_name = {name.lower(): i for i, name in enumerate(labels)}
+    exact = {name.lower(): i for i, name in enumerate(labels)}
+    loose = {_class_key(name): i for i, name in enumerate(labels) if re.search("[a-z]", name, re.I)}
     ids = []
     for row, value in enumerate(values, start=1):
         raw = str(value).strip()
-        if raw.lower() in by_name:
-            ids.append(by_name[raw.lower()])
+        found = exact.get(raw.lower(), loose.get(_class_key(raw)))
+        if found is not None:
+            ids.append(found)
             continue
         try:
             number = float(raw)
@@ -305,21 +313,38 @@ def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False, for_p
 
 def split_train_val(df, data_cfg):
     """Optional stratified subset, then a stratified, seeded validation split."""
-    seed = data_cfg.seed
+    _warn_absent_classes(df, data_cfg)
     if 0 < data_cfg.max_train_rows < len(df):
-        df, _ = train_test_split(
-            df, train_size=data_cfg.max_train_rows, random_state=seed, stratify=df["label"]
-        )
-    val_size = data_cfg.val_rows if data_cfg.val_rows > 0 else data_cfg.val_fraction
+        what = f"data.max_train_rows = {data_cfg.max_train_rows}"
+        df, _ = _stratified_split(df, len(df) - data_cfg.max_train_rows, data_cfg, what, say=False)
+    key = "val_rows" if data_cfg.val_rows > 0 else "val_fraction"
+    size = getattr(data_cfg, key)
+    train, val = _stratified_split(df, size, data_cfg, f"data.{key} = {size}")
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def _stratified_split(df, held, data_cfg, what, say=True):
+    """(kept, held out), stratified by label. A class with one row cannot be stratified: its row
+    stays on the kept side (training), with a warning if `say`, rather than stopping the run."""
+    single = df["label"].map(df["label"].value_counts()) < 2
+    if single.any() and say:
+        names = [data_cfg.labels[i] for i in sorted(df.loc[single, "label"])]
+        warn(f"{data_cfg.train}: one row only for class(es) {names}: kept in training")
     try:
-        train, val = train_test_split(
-            df, test_size=val_size, random_state=seed, stratify=df["label"]
+        kept, out = train_test_split(
+            df[~single], test_size=held, random_state=data_cfg.seed, stratify=df["label"][~single]
         )
     except ValueError as e:
         raise NewsloraError(
-            f"{data_cfg.train}: cannot cut a stratified validation split: {e}"
+            f"{data_cfg.train}: cannot cut a stratified split of {len(df):,} rows by {what}: {e}"
         ) from None
-    return train.reset_index(drop=True), val.reset_index(drop=True)
+    return pd.concat([kept, df[single]]), out
+
+
+def _warn_absent_classes(df, data_cfg):
+    absent = [name for i, name in enumerate(data_cfg.labels) if i not in set(df["label"])]
+    if absent:
+        warn(f"{data_cfg.train}: no rows for class(es) {absent} of data.labels: never trained")
 
 
 # --- training rows: extra files mixed in, duplicates and leaks dropped ------------------------

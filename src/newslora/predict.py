@@ -156,8 +156,10 @@ def predict_run(
     backend="auto",
     encoding=None,
     text_columns=None,
+    names=False,
 ):
     """Write `ID,Label` for each row of `input_spec` to `output`, atomically; return the table.
+    Labels are ids (what a Kaggle submission takes), or with `names` the run's class names.
 
     Every input row gets a prediction (an empty text too: a submission needs one row per input);
     labels in the input, such as -1 placeholders, are ignored. `run_dir` may also be an `hf` or
@@ -171,7 +173,10 @@ def predict_run(
         warn_bad_ids(df["id"], spec)
     _, logits_of = load_predictor(run_dir, backend)
     logits = logits_of(df["text"].tolist(), batch_size)
-    table = pd.DataFrame({"ID": df["id"], "Label": logits.argmax(axis=1)})
+    predicted = logits.argmax(axis=1)
+    if names:
+        predicted = np.asarray(cfg.data.labels, dtype=object)[predicted]
+    table = pd.DataFrame({"ID": df["id"], "Label": predicted})
     table.attrs["id_column"] = df.attrs["id_column"]
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
