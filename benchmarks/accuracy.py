@@ -34,8 +34,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from newslora.config import AG_NEWS_LABELS, load_config
-from newslora.data import load_examples, split_train_val
+from newslora.data import load_examples
 from newslora.evaluate import classification_metrics
+from newslora.splits import split_train_val
 
 # recipe -> (config file, overrides). The seeds' configs are used as shipped, with only the
 # encoder, data and output swapped in. Epochs: seed 003 ran 1; seed 000 ran ~11 but reports

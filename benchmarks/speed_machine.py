@@ -218,8 +218,9 @@ def step_end_times(run):
 def newslora_lengths(overrides):
     """Token lengths of the exact rows `newslora train` trains on, by its own functions."""
     from newslora.config import load_config
-    from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
+    from newslora.data import load_with_config
     from newslora.model import load_tokenizer
+    from newslora.splits import held_out_texts, split_train_val, training_rows
 
     cfg = load_config(REPO / "configs" / "demo.toml", overrides)
     real, val = split_train_val(load_with_config(cfg.data, cfg.data.train), cfg.data)

@@ -23,7 +23,7 @@ def test_finds_the_4000_ag_test_texts(competition):
 def test_the_other_half_holds_no_test_text(competition):
     """What pseudo_competition.py labels: the 4,000 texts left, none a test text even under the
     leak guard's own normalisation (letters and digits), which training would drop anyway."""
-    from newslora.data import normalise
+    from newslora.splits import normalise
 
     other = competition.non_test_texts()
     test = pd.read_csv(DATA / "agnews" / "test.csv", header=None, dtype=str, keep_default_na=False)

@@ -6,7 +6,8 @@ from conftest import DATA, LABELS
 
 from newslora import NewsloraError
 from newslora.config import DataConfig
-from newslora.data import clean_text, load_examples, read_table, split_train_val
+from newslora.data import clean_text, load_examples, read_table
+from newslora.splits import split_train_val
 
 
 @pytest.mark.parametrize(

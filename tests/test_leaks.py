@@ -5,7 +5,7 @@ import pytest
 
 from newslora import NewsloraError
 from newslora.config import DataConfig
-from newslora.data import normalise, training_rows
+from newslora.splits import normalise, training_rows
 
 
 def _rows(texts, label=0):
@@ -55,6 +55,21 @@ def test_rows_derived_from_validation_are_dropped(tmp_path):
     rows, record = training_rows(_rows(["Stocks fall"]), val, cfg)
     assert rows["text"].tolist() == ["Stocks fall", "Equities drop"]
     assert record[1]["dropped"]["validation_derived"] == 1
+
+
+def test_augment_output_mixes_into_a_run_whose_columns_are_named_otherwise(tmp_path):
+    """`newslora augment` writes `text,label`; a config naming another source's columns
+    (data.text_columns, data.label_column) still reads it, and still refuses a partial match."""
+    syn = tmp_path / "syn.csv"
+    pd.DataFrame({"text": ["Equities drop"], "label": "Business", "source": "synonym"}).to_csv(
+        syn, index=False
+    )
+    named = dict(text_columns=["headline", "body"], label_column="topic", mix=[str(syn)])
+    rows, _ = training_rows(_rows(["Stocks fall"]), _rows([]), DataConfig(**named))
+    assert rows[["text", "label", "source"]].values.tolist()[1] == ["Equities drop", 2, "synonym"]
+    pd.DataFrame({"headline": ["Oil up"], "text": ["x"], "label": 0}).to_csv(syn, index=False)
+    with pytest.raises(NewsloraError, match="missing column 'body'"):
+        training_rows(_rows(["Stocks fall"]), _rows([]), DataConfig(**named))
 
 
 def test_nothing_left_is_an_error():

@@ -50,15 +50,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from newslora.evaluate import evaluate_run
 
-    m = evaluate_run(
-        args.run_dir,
-        args.data,
-        args.out,
-        args.allow_pickle,
-        encoding=args.encoding,
-        text_columns=args.text_columns,
-        label_column=args.label_column,
-    )
+    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, **_file_options(args))
     print(
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
@@ -85,9 +77,8 @@ def cmd_predict(args):
         allow_pickle=args.allow_pickle,
         batch_size=args.batch_size,
         backend=args.backend,
-        encoding=args.encoding,
-        text_columns=args.text_columns,
         names=args.label_names,
+        **_file_options(args),
     )
     counts = table["Label"].value_counts().sort_index().to_dict()
     ids = table.attrs["id_column"]
@@ -288,6 +279,11 @@ def _file_args(parser, labelled):
             help="column of labels, ids or class names (default: the run's data.label_column, "
             "else `label`, `class` or `Class Index`)",
         )
+
+
+def _file_options(args):
+    """What _file_args gave: the input file's encoding, text columns and label column."""
+    return {k: getattr(args, k) for k in ("encoding", "text_columns", "label_column") if k in args}
 
 
 PICKLE_HELP = (

@@ -74,9 +74,15 @@ class DataConfig:
     predict: str = _f("", "Unlabelled texts for `newslora predict` when no INPUT is given.")
     labels: list = _f(AG_NEWS_LABELS, "Class names, in label-id order.")
     text_columns: list = _f(
-        [], "Columns joined (with a space) into the text; empty = `text`, else title+description."
+        [],
+        "Columns joined (with a space) into the text; empty = `text`, else title+description. "
+        "A file with none of them but a `text` column (`newslora augment`'s output) reads `text`.",
     )
-    label_column: str = _f("", "Label column; empty = `label`, `class` or `Class Index`.")
+    label_column: str = _f(
+        "",
+        "Label column; empty = `label`, `class` or `Class Index`. A file without it but with a "
+        "`label` column reads `label`.",
+    )
     mix: list = _f(
         [],
         "Extra training files (e.g. from `newslora augment`): paths, or {path, weight} tables; "

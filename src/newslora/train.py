@@ -40,7 +40,7 @@ from transformers.integrations import TensorBoardCallback
 from newslora import NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
-from newslora.data import held_out_texts, load_with_config, split_train_val, training_rows
+from newslora.data import load_with_config
 from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
 from newslora.files import atomic_path, write_json
 from newslora.fused import fuse_lora_add
@@ -55,6 +55,7 @@ from newslora.model import (
     warm_start,
 )
 from newslora.predict import fit_temperature, run_config
+from newslora.splits import held_out_texts, split_train_val, training_rows
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 # train.schedule -> transformers' scheduler; each starts with train.warmup_ratio of warm-up
