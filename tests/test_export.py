@@ -124,6 +124,8 @@ def _check_card(card_path, run):
     assert "newslora train newslora.toml" in card
     dropout = tomllib.loads((run / "config.toml").read_text())["model"]["dropout"]
     assert f"| encoder dropout while training | {dropout} |" in card  # as the run trained
+    text = '| text the model was trained on | `title` + " " + `description` (or a `text` column)'
+    assert text in card  # the pool's columns: what a user of the export should pass
 
 
 def test_int8_export_is_smaller_and_mostly_agrees(lively_run, test_texts, tmp_path):

@@ -154,6 +154,10 @@ def _data_rows(cfg, summary):
     for mix in cfg.data.mix:
         rows.append(f"| mixed in | `{mix}` |")
     rows.append(f"| labels | {', '.join(cfg.data.labels)} |")
+    columns = cfg.data.text_columns or ["title", "description"]
+    text = ' + " " + '.join(f"`{c}`" for c in columns)
+    default = "" if cfg.data.text_columns else " (or a `text` column)"
+    rows.append(f"| text the model was trained on | {text}{default}: give it texts built so |")
     rows.append(f"| cleaning of AG News escapes | {'on' if cfg.data.clean else 'off'} |")
     return rows
 
