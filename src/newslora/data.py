@@ -25,8 +25,8 @@ ONE_BASED_LABEL_COLUMNS = ("class", "Class Index")  # AG News' original CSV and 
 TEXT_PARTS = ("title", "description")
 PASSED_THROUGH = ("source", "origin")  # written by `newslora augment`
 # where a file's columns are not the run's: the config keys, and evaluate's / predict's flags
-TEXT_HINT = "; name the text columns with data.text_columns or --text-columns"
-LABEL_HINT = "; name the label column with data.label_column or --label-column"
+TEXT_HINT = "; name the text columns with data.text_columns (evaluate, predict: --text-columns)"
+LABEL_HINT = "; name the label column with data.label_column (evaluate: --label-column)"
 
 
 # --- cleaning ---------------------------------------------------------------------------------
