@@ -135,6 +135,8 @@ def test_split_keeps_a_one_row_class_in_training_and_names_absent_ones(capsys):
     assert "no rows for class(es) ['Sci/Tech'] of data.labels: never trained" in err
     with pytest.raises(NewsloraError, match=r"other.csv: .* of 41 rows by data.val_rows = 1"):
         split_train_val(df, DataConfig(train="other.csv", val_rows=1))
+    with pytest.raises(NewsloraError, match="other.csv: 2 row.s., none of a class with two"):
+        split_train_val(df.iloc[19:21], DataConfig(train="other.csv"))
 
 
 def test_competition_style_pickled_dataset(tmp_path):

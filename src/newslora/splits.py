@@ -28,6 +28,8 @@ def _stratified_split(df, held, data_cfg, what, say=True):
     """(kept, held out), stratified by label. A class with one row cannot be stratified: its row
     stays on the kept side (training), with a warning if `say`, rather than stopping the run."""
     single = df["label"].map(df["label"].value_counts()) < 2
+    if single.all():
+        raise NewsloraError(f"{data_cfg.train}: {len(df):,} row(s), none of a class with two")
     if single.any() and say:
         names = [data_cfg.labels[i] for i in sorted(df.loc[single, "label"])]
         warn(f"{data_cfg.train}: one row only for class(es) {names}: kept in training")
