@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import DATA, LABELS, newslora
 
+from newslora import NewsloraError
 from newslora.augment.generate import filter_rows
 from newslora.augment.pseudo import select_confident
 from newslora.predict import fit_temperature, label_confidence
@@ -50,9 +52,12 @@ def test_filter_keeps_only_agreeing_confident_rows(tiny_run):
             "source": "generated",
         }
     )
-    agree = filter_rows(rows, tiny_run, threshold=0.0)
+    agree = filter_rows(rows, tiny_run, threshold=0.0, labels=LABELS)
     assert (agree["kept"] == (agree["predicted"] == agree["label"])).all()
-    assert not filter_rows(rows, tiny_run, threshold=1.01)["kept"].any()
+    assert not filter_rows(rows, tiny_run, threshold=1.01, labels=LABELS)["kept"].any()
+    # label ids mean nothing against a run with other classes: refused, naming both
+    with pytest.raises(NewsloraError, match=r"its classes \['World'.* are not data.labels"):
+        filter_rows(rows, tiny_run, threshold=0.0, labels=["a", "b", "c", "d"])
 
 
 def test_pseudo_selection_is_confident_and_balanced():

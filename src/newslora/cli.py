@@ -127,9 +127,11 @@ def cmd_generate(args):
 
 def cmd_filter(args):
     from newslora.augment import filter_file
+    from newslora.predict import source_config
 
     cfg = _load_config(args)
-    report = filter_file(cfg.data, args.input, args.output, args.run, cfg.generate.threshold)
+    data = cfg.data if args.config else source_config(args.run).data  # the judge's classes
+    report = filter_file(data, args.input, args.output, args.run, cfg.generate.threshold)
     _print_verdict(report, args.output)
 
 
@@ -366,7 +368,9 @@ def build_parser():
     s.add_argument("input", help="labelled data file (text, label)")
     s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
     _judge_args(s, "the trained run that judges the rows")
-    s.add_argument("--config", help="take labels and text columns from this config")
+    s.add_argument(
+        "--config", help="take labels and text columns from this config (default: the run's)"
+    )
     s.set_defaults(func=cmd_filter)
     s = steps.add_parser(
         "pseudo-label",

@@ -115,8 +115,14 @@ def fit_temperature(logits, labels):
     return round(float(grid[int(nll.argmin())]), 4)
 
 
-def run_confidence(run_dir, texts):
-    """(predicted label, calibrated confidence) of a run for each text."""
+def run_confidence(run_dir, texts, labels=None):
+    """(predicted label, calibrated confidence) of a run for each text. `labels`, where given,
+    must be the run's classes in its order: the caller compares label ids with the run's."""
+    if labels is not None and list(labels) != list(run_config(run_dir).data.labels):
+        raise NewsloraError(
+            f"{run_dir}: its classes {run_config(run_dir).data.labels} are not data.labels "
+            f"{list(labels)} (--config: a config with the run's labels)"
+        )
     cfg, model, tokenizer = load_for_predict(run_dir)
     logits = predict_with_config(cfg, model, tokenizer, list(texts))
     return label_confidence(logits, run_temperature(run_dir))

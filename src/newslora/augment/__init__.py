@@ -114,7 +114,7 @@ def filter_file(data_cfg, input_spec, output, run_dir, threshold):
 def _filter(rows, run_dir, threshold, labels):
     from newslora.augment.generate import filter_rows, keep_rates
 
-    rows = filter_rows(rows, run_dir, threshold)
+    rows = filter_rows(rows, run_dir, threshold, labels)
     verdict = {"filter_run": str(run_dir), "threshold": threshold}
     return rows, verdict | {"keep_rate": keep_rates(rows, labels)}
 

@@ -178,11 +178,12 @@ def _sample(model, tokenizer, prompt, n, rng, gen_cfg, device):
     return [clean_text(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
-def filter_rows(rows, run_dir, threshold):
-    """Keep rows the run assigns to their intended class with confidence >= threshold."""
+def filter_rows(rows, run_dir, threshold, labels):
+    """Keep rows the run assigns to their intended class (ids of `labels`, the run's classes)
+    with confidence >= threshold."""
     from newslora.predict import run_confidence
 
-    predicted, confidence = run_confidence(run_dir, rows["text"])
+    predicted, confidence = run_confidence(run_dir, rows["text"], labels)
     rows = rows.assign(predicted=predicted, confidence=confidence)
     rows["kept"] = (rows["predicted"] == rows["label"]) & (rows["confidence"] >= threshold)
     return rows

@@ -20,7 +20,7 @@ from newslora.predict import run_confidence
 
 def confident_rows(run_dir, texts, threshold, labels):
     """Rows of `texts` the run labels with confidence >= threshold, balanced per class."""
-    predicted, confidence = run_confidence(run_dir, texts)
+    predicted, confidence = run_confidence(run_dir, texts, labels)
     return select_confident(predicted, confidence, texts, threshold, labels)
 
 
