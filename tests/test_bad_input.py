@@ -6,6 +6,7 @@ matrix runs `cli.main` in-process (the same code path as the console script, wit
 for a Python start per case); `test_console_script_*` check the real subprocess boundary.
 """
 
+import gzip
 import json
 import random
 
@@ -29,6 +30,7 @@ CORPUS = {
     "latin1.csv": ("label,text\n1,caf\u00e9 au lait\n".encode("latin-1"), "--encoding"),
     "not_a_pickle.pkl": (b"label,text\n1,plain csv bytes\n", "not a readable pickle"),
     "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "cannot read"),
+    "truncated.csv.gz": (gzip.compress(b"label,text\n1,some news\n" * 50)[:40], "cannot read"),
 }
 LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, evaluate, augment)
     "label_out_of_range.csv": (b"label,text\n1,ok\n9,bad\n", "row 2: field 'label' = '9'"),

@@ -108,6 +108,18 @@ def test_missing_file_and_unreachable_hub_are_named():
         read_table("fancyzhx/ag_news:train")  # HF_HUB_OFFLINE=1 in the tests
 
 
+@pytest.mark.parametrize("name", ["rows.csv.gz", "rows.tsv.bz2", "rows.jsonl.xz"])
+def test_compressed_files_read_as_their_inner_kind(name, tmp_path):
+    frame = pd.DataFrame({"text": ["Stocks fall", "Cup final"], "label": ["Business", "Sports"]})
+    path = tmp_path / name
+    if ".jsonl" in name:
+        frame.to_json(path, orient="records", lines=True)  # compression from the name
+    else:
+        frame.to_csv(path, sep="\t" if ".tsv" in name else ",", index=False)
+    df = load_examples(path, LABELS, need_labels=True)
+    assert df["text"].tolist() == ["Stocks fall", "Cup final"] and df["label"].tolist() == [2, 1]
+
+
 def test_split_is_stratified_seeded_and_disjoint(pool):
     df = load_examples(DATA / "agnews" / "train_pool.csv", LABELS, need_labels=True)
     cfg = DataConfig(max_train_rows=2000, val_rows=200, seed=1)

@@ -4,13 +4,17 @@ Accepted sources:
   * the official AG News CSV (no header; class 1-4, title, description);
   * a CSV with a header (`label,title,description`, `label,text`, `text`, ...);
   * Parquet, JSON lines (.jsonl / .json);
+  * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz;
   * a pickled Hugging Face Dataset (.pkl), only with allow_pickle (unpickling runs code);
   * a Hub dataset id, `owner/name[:split]`, loaded with `datasets` (needs the network or cache).
 Text is title + " " + description (or `text`), optionally cleaned of AG's escapes.
 """
 
+import bz2
 import csv
+import gzip
 import html
+import lzma
 import pickle
 import re
 from dataclasses import replace
@@ -58,11 +62,19 @@ def clean_text(text):
 
 
 FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json", ".pkl", ".pickle")
+# compressed text files (`train.csv.gz`): pandas infers the compression from the name too
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _kind(path):
+    """The file's own suffix, under a compression suffix: `.csv` for `train.csv.gz`."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix in OPENERS else suffix
 
 
 def _is_hub_id(spec):
     """`owner/name` or `owner/name:split`; a missing `data/train.csv` is a missing file."""
-    if spec.lower().endswith(FILE_SUFFIXES):
+    if _kind(Path(spec)) in FILE_SUFFIXES:
         return False
     return re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", spec) is not None
 
@@ -82,7 +94,9 @@ def _read_hub(spec):
 
 def _first_row(path, sep, encoding):
     csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
-    with open(path, newline="", encoding=encoding) as f:
+    with OPENERS.get(Path(path).suffix.lower(), open)(
+        path, "rt", newline="", encoding=encoding
+    ) as f:
         return next(csv.reader(f, delimiter=sep), [])
 
 
@@ -134,7 +148,7 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
         raise NewsloraError(f"{spec}: file not found")
     if path.is_dir():
         raise NewsloraError(f"{spec}: is a folder, expected a data file")
-    suffix = path.suffix.lower()
+    suffix = _kind(path)
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
@@ -152,7 +166,7 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
         ) from None
     except LookupError:
         raise NewsloraError(f"{spec}: unknown encoding '{encoding}'") from None
-    except (ValueError, OSError, csv.Error, pd.errors.ParserError) as e:
+    except (ValueError, OSError, EOFError, lzma.LZMAError, csv.Error, pd.errors.ParserError) as e:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NewsloraError(f"{spec}: cannot read as {suffix or 'csv'}: {detail[:200]}") from None
 
