@@ -4,11 +4,10 @@ filled from the run: data and row counts, recipe, trainable parameters against t
 validation and test metrics (train_summary.json, metrics.json), how to reproduce, limits."""
 
 import json
-import re
 from pathlib import Path
 
 from newslora.config import AG_NEWS_LABELS
-from newslora.data import FILE_SUFFIXES
+from newslora.data import is_hub_id
 from newslora.predict import EXPORT_CONFIG
 
 LIBRARIES = {"hf": "transformers", "adapter": "peft", "onnx": "onnx"}
@@ -125,9 +124,7 @@ def _datasets(cfg):
     ids = {
         spec.split(":")[0]
         for spec in (cfg.data.train, cfg.data.test)
-        if re.fullmatch(r"[\w.-]+/[\w.-]+(:\S+)?", spec)
-        and not spec.lower().endswith(FILE_SUFFIXES)
-        and not Path(spec.split(":")[0]).exists()
+        if is_hub_id(spec) and not Path(spec.split(":")[0]).exists()
     }
     if not ids and list(cfg.data.labels) == AG_NEWS_LABELS:
         ids = {"fancyzhx/ag_news"}

@@ -72,7 +72,7 @@ def _kind(path):
     return Path(path.stem).suffix.lower() if suffix in OPENERS else suffix
 
 
-def _is_hub_id(spec):
+def is_hub_id(spec):
     """`owner/name` or `owner/name:split`; a missing `data/train.csv` is a missing file."""
     if _kind(Path(spec)) in FILE_SUFFIXES:
         return False
@@ -143,7 +143,7 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
     """Load any supported source as a raw DataFrame (columns as in the file)."""
     path = Path(spec)
     if not path.exists():
-        if _is_hub_id(spec):
+        if is_hub_id(spec):
             return _read_hub(spec)
         raise NewsloraError(f"{spec}: file not found")
     if path.is_dir():
