@@ -33,6 +33,11 @@ def test_train_evaluate_predict_plot(tiny_run, tmp_path):
     newslora("plot", tiny_run)
     for png in ("loss.png", "accuracy.png", "confusion.png"):
         assert (tiny_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # trained again into the same folder: nothing may still describe the model it replaced
+    again = newslora("train", tiny_run / "config.toml", f"train.output_dir={tiny_run}", "lora.r=2")
+    assert "removed metrics.json, confusion.png, loss.png, accuracy.png" in again.stderr
+    assert not any((tiny_run / n).exists() for n in ("metrics.json", "loss.png", "confusion.png"))
+    assert json.loads((tiny_run / "adapter" / "adapter_config.json").read_text())["r"] == 2
 
 
 def test_every_subcommand_has_help(capsys):

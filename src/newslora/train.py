@@ -10,6 +10,8 @@ Run directory:
   train_summary.json  rows, params, val metrics, wall time
   history.json     every logged loss/accuracy      tensorboard/  event files
   checkpoints/     Trainer checkpoints for --resume   teacher_logits.npz  (train.teacher)
+and, from `newslora evaluate` and `newslora plot`, files that describe one model (DERIVED):
+a run that saves a new adapter removes them, so none can describe the model it replaced.
 """
 
 import hashlib
@@ -317,6 +319,11 @@ class Recipe:
         cfg, state = self.cfg, self.trainer.state
         with atomic_path(self.run_dir / "adapter", is_dir=True) as tmp:
             save_model(self.trainer.model, self.tokenizer, tmp)
+        stale = [name for name in DERIVED if (self.run_dir / name).is_file()]
+        for name in stale:  # an export's model card would read the old model's metrics
+            (self.run_dir / name).unlink()
+        if stale:
+            warn(f"{self.run_dir}: removed {', '.join(stale)}, which described the model before")
         save_config(cfg, self.run_dir / "config.toml")
         write_json(self.run_dir / "history.json", state.log_history)
         write_json(
@@ -363,6 +370,7 @@ class Recipe:
 
 
 RUN_STATE = "run_state.json"  # the resolved config and data fingerprint checkpoints belong to
+DERIVED = ("metrics.json", "confusion.png", "loss.png", "accuracy.png")  # evaluate's and plot's
 
 
 def fingerprint(train_df, val_df):
