@@ -12,7 +12,7 @@ import random
 
 import pandas as pd
 import pytest
-from conftest import LABELS, newslora, tiny_config
+from conftest import DATA, LABELS, newslora, tiny_config
 
 from newslora.cli import main
 
@@ -190,6 +190,13 @@ def test_a_file_laid_out_otherwise_is_named_by_flags(tiny_run, tmp_path, capsys)
     main([*predict, "--label-names"])
     names = pd.read_csv(out)["Label"]
     assert names.tolist() == [LABELS[i] for i in ids["Label"]]
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tiny_run, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "submission.csv"
+    texts = DATA / "competition" / "test_unlabelled.csv"
+    _fails(capsys, ["predict", tiny_run, texts, out], "cannot write there", "a-file")
 
 
 def test_huge_cell_is_read_not_refused(tiny_run, tmp_path):

@@ -177,15 +177,14 @@ def predict_run(
     df = load_with_config(data_cfg, spec, allow_pickle=allow_pickle, for_prediction=True)
     if df.attrs["id_column"] is not None:
         warn_bad_ids(df["id"], spec)
-    _, logits_of = load_predictor(run_dir, backend)
-    logits = logits_of(df["text"].tolist(), batch_size)
-    predicted = logits.argmax(axis=1)
-    if names:
-        predicted = np.asarray(cfg.data.labels, dtype=object)[predicted]
-    table = pd.DataFrame({"ID": df["id"], "Label": predicted})
-    table.attrs["id_column"] = df.attrs["id_column"]
-    with atomic_path(output) as tmp:
+    with atomic_path(output) as tmp:  # before the model runs: an unwritable place fails at once
+        _, logits_of = load_predictor(run_dir, backend)
+        predicted = logits_of(df["text"].tolist(), batch_size).argmax(axis=1)
+        if names:
+            predicted = np.asarray(cfg.data.labels, dtype=object)[predicted]
+        table = pd.DataFrame({"ID": df["id"], "Label": predicted})
         table.to_csv(tmp, index=False)
+    table.attrs["id_column"] = df.attrs["id_column"]
     return table
 
 
