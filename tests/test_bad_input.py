@@ -115,6 +115,9 @@ def test_bad_config_missing_file_and_budget(
     out = tmp_path / "p.csv"
     _fails(capsys, ["predict", tmp_path, missing, out], "not a finished newslora run", "")
     assert not (tmp_path / "run").exists() and not out.exists()
+    (tmp_path / "a-file").write_text("not a folder")  # before any weights load
+    place = f"train.output_dir={tmp_path / 'a-file' / 'run'}"
+    _fails(capsys, ["train", cfg, place], "cannot write there (Not a directory)", "a-file")
 
 
 def test_missing_model_and_run(tiny_bert, small_train_csv, tmp_path, write_config, capsys):

@@ -10,6 +10,15 @@ from pathlib import Path
 from newslora import NewsloraError
 
 
+def writable_dir(path):
+    """Make the folder `path` and check that a file can be written in it."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as e:
+        raise NewsloraError(f"{path}: cannot write there ({e.strerror or e})") from None
+
+
 @contextmanager
 def atomic_path(path, is_dir=False):
     """Yield a temporary sibling of `path`; move it over `path` only if the block succeeds."""

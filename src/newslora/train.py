@@ -44,7 +44,7 @@ from newslora.budget import check_budget, count_config, count_parameters, resolv
 from newslora.config import save_config
 from newslora.data import load_with_config
 from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
-from newslora.files import atomic_path, write_json
+from newslora.files import atomic_path, writable_dir, write_json
 from newslora.fused import fuse_lora_add
 from newslora.model import (
     autocast_dtype,
@@ -181,6 +181,7 @@ class Recipe:
         self.state = {"config": cfg.to_dict(), "data": fingerprint(self.train_df, self.val_df)}
         if resume:  # refuse before loading any weights
             _check_same_run(self.run_dir / "checkpoints", self.state)
+        writable_dir(self.run_dir)  # made now: the Trainer would fail there much later
         self.tokenizer = load_tokenizer(cfg.model.name)
         self.model = build_model(cfg)
         if cfg.train.init_from and not resume:  # a resume restores its own checkpoint
