@@ -9,6 +9,7 @@ for a Python start per case); `test_console_script_*` check the real subprocess 
 import gzip
 import json
 import random
+import socket
 
 import pandas as pd
 import pytest
@@ -200,6 +201,13 @@ def test_an_output_that_cannot_be_written_is_one_line(tiny_run, tmp_path, capsys
     out = tmp_path / "a-file" / "submission.csv"
     texts = DATA / "competition" / "test_unlabelled.csv"
     _fails(capsys, ["predict", tiny_run, texts, out], "cannot write there", "a-file")
+
+
+def test_serve_on_a_taken_port_is_one_line(tiny_run, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # listening: the port is in use
+        port = taken.getsockname()[1]
+        argv = ["serve", tiny_run, "--port", port]
+        _fails(capsys, argv, f"127.0.0.1:{port}: cannot listen there (Address already in use)", "")
 
 
 def test_huge_cell_is_read_not_refused(tiny_run, tmp_path):

@@ -12,6 +12,8 @@ run's temperature fitted on validation rows. Bad requests get a 4xx with {"error
 
 import asyncio
 import json
+import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -21,6 +23,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from newslora import NewsloraError
 from newslora.data import clean_text
 from newslora.predict import BACKENDS, export_meta, load_predictor, run_temperature
 
@@ -189,6 +192,7 @@ def serve(path, host="127.0.0.1", port=8000, keep_alive_s=75, **options):
     """
     import uvicorn
 
+    _check_free(host, port)  # before the model loads: uvicorn would say it after, in a log line
     app = create_app(path, **options)
     print(f"serving {path} on http://{host}:{port} (POST /predict, GET /health)", flush=True)
     uvicorn.run(
@@ -199,3 +203,12 @@ def serve(path, host="127.0.0.1", port=8000, keep_alive_s=75, **options):
         access_log=False,
         timeout_keep_alive=keep_alive_s,
     )
+
+
+def _check_free(host, port):
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise NewsloraError(f"{host}:{port}: cannot listen there ({why})") from None
