@@ -119,6 +119,7 @@ def test_bad_config_missing_file_and_budget(
     (tmp_path / "a-file").write_text("not a folder")  # before any weights load
     place = f"train.output_dir={tmp_path / 'a-file' / 'run'}"
     _fails(capsys, ["train", cfg, place], "cannot write there (Not a directory)", "a-file")
+    _fails(capsys, ["train", cfg, "model.max_length=100000"], "reads 512 tokens at most", "")
 
 
 def test_missing_model_and_run(tiny_bert, small_train_csv, tmp_path, write_config, capsys):

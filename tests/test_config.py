@@ -35,6 +35,10 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
         ("model.dropout=1.5", "'model.dropout' must be in .0, 1. or"),
         ("model.dropout=some", "'model.dropout' must be in .0, 1. or"),
         ("train.loader_workers=-2", "'train.loader_workers' must be >= 0, or -1"),
+        ("train.batch_size=0", "'train.batch_size' must be > 0"),
+        ("train.lr=-1e-4", "'train.lr' must be > 0"),
+        ("model.max_length=0", "'model.max_length' must be > 0"),
+        ("train.epochs=0", "'train.epochs' must be > 0 .or train.max_steps set."),
         ("no_equals", "expected section.key=value"),
     ],
 )

@@ -357,6 +357,11 @@ def validate(cfg):
     r = cfg.lora.r
     if r != "auto" and not (isinstance(r, int) and r >= 1):
         raise NewsloraError(f"config: 'lora.r' must be a positive integer or \"auto\", got {r!r}")
+    for section, key in [("model", "max_length"), ("train", "batch_size"), ("train", "lr")]:
+        if not getattr(getattr(cfg, section), key) > 0:
+            raise NewsloraError(f"config: '{section}.{key}' must be > 0")
+    if cfg.train.max_steps <= 0 and not cfg.train.epochs > 0:
+        raise NewsloraError("config: 'train.epochs' must be > 0 (or train.max_steps set)")
     if len(cfg.data.labels) < 2:
         raise NewsloraError("config: 'data.labels' needs at least two class names")
     if not 0 < cfg.data.val_fraction < 1:

@@ -183,6 +183,9 @@ class Recipe:
             _check_same_run(self.run_dir / "checkpoints", self.state)
         writable_dir(self.run_dir)  # made now: the Trainer would fail there much later
         self.tokenizer = load_tokenizer(cfg.model.name)
+        if cfg.model.max_length > self.tokenizer.model_max_length:  # positions past it: no such
+            limit = f"{cfg.model.name} reads {self.tokenizer.model_max_length} tokens at most"
+            raise NewsloraError(f"config: 'model.max_length' = {cfg.model.max_length}: {limit}")
         self.model = build_model(cfg)
         if cfg.train.init_from and not resume:  # a resume restores its own checkpoint
             self._warm_start()
