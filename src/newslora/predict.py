@@ -121,7 +121,7 @@ def run_confidence(run_dir, texts, labels=None):
     if labels is not None and list(labels) != list(run_config(run_dir).data.labels):
         raise NewsloraError(
             f"{run_dir}: its classes {run_config(run_dir).data.labels} are not data.labels "
-            f"{list(labels)} (--config: a config with the run's labels)"
+            f"{list(labels)}: label ids would be compared across different classes"
         )
     cfg, model, tokenizer = load_for_predict(run_dir)
     logits = predict_with_config(cfg, model, tokenizer, list(texts))
