@@ -23,16 +23,13 @@ def writable_dir(path):
 def atomic_path(path, is_dir=False):
     """Yield a temporary sibling of `path`; move it over `path` only if the block succeeds."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-    except OSError as e:  # a read-only or missing place: the user's path, not a bug
-        raise NewsloraError(f"{path}: cannot write there ({e.strerror or e})") from None
+    writable_dir(path.parent)  # a read-only or missing place: the user's path, not a bug
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
     try:
         yield tmp
         _make_readable(tmp)

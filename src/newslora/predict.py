@@ -118,10 +118,11 @@ def fit_temperature(logits, labels):
 def run_confidence(run_dir, texts, labels=None):
     """(predicted label, calibrated confidence) of a run for each text. `labels`, where given,
     must be the run's classes in its order: the caller compares label ids with the run's."""
-    if labels is not None and list(labels) != list(run_config(run_dir).data.labels):
+    own = run_config(run_dir).data.labels
+    if labels is not None and list(labels) != list(own):
         raise NewsloraError(
-            f"{run_dir}: its classes {run_config(run_dir).data.labels} are not data.labels "
-            f"{list(labels)}: label ids would be compared across different classes"
+            f"{run_dir}: its classes {own} are not data.labels {list(labels)}: "
+            "label ids would be compared across different classes"
         )
     cfg, model, tokenizer = load_for_predict(run_dir)
     logits = predict_with_config(cfg, model, tokenizer, list(texts))
