@@ -8,9 +8,17 @@ import os
 import socket
 import sys
 import warnings
-from dataclasses import fields
 
 from newslora import NewsloraError, __version__
+from newslora.flags import (
+    PICKLE_HELP,
+    backend_arg,
+    config_flags,
+    file_args,
+    file_options,
+    judge_args,
+    load_with_flags,
+)
 from newslora.machine import fit_process
 
 
@@ -50,7 +58,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from newslora.evaluate import evaluate_run
 
-    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, **_file_options(args))
+    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, **file_options(args))
     print(
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
@@ -78,7 +86,7 @@ def cmd_predict(args):
         batch_size=args.batch_size,
         backend=args.backend,
         names=args.label_names,
-        **_file_options(args),
+        **file_options(args),
     )
     counts = table["Label"].value_counts().sort_index().to_dict()
     ids = table.attrs["id_column"]
@@ -103,7 +111,7 @@ def cmd_budget(args):
 def cmd_augment(args):
     from newslora.augment import clean_file, synonyms_file
 
-    cfg = _load_config(args)
+    cfg = load_with_flags(args)
     if args.step == "clean":
         table = clean_file(cfg.data, args.input, args.output, allow_pickle=args.allow_pickle)
     else:
@@ -129,7 +137,7 @@ def cmd_filter(args):
     from newslora.augment import filter_file
     from newslora.predict import source_config
 
-    cfg = _load_config(args)
+    cfg = load_with_flags(args)
     data = cfg.data if args.config else source_config(args.run).data  # the judge's classes
     report = filter_file(data, args.input, args.output, args.run, cfg.generate.threshold)
     _print_verdict(report, args.output)
@@ -151,7 +159,7 @@ def _print_verdict(report, output):
 def cmd_pseudo(args):
     from newslora.augment.pseudo import self_train
 
-    cfg = _load_config(args)
+    cfg = load_with_flags(args)
     threshold = cfg.generate.threshold
     report = self_train(cfg, args.corpus, args.output_dir, args.run, args.rounds, threshold)
     for r in report["rounds"]:
@@ -208,92 +216,6 @@ def cmd_plot(args):
         print(path)
 
 
-def _judge_args(parser, run_help):
-    """--run and --threshold: the classifier whose calibrated confidence decides what is kept."""
-    parser.add_argument("--run", required=True, help=run_help)
-    _config_flags(parser, "generate", only=["threshold"])
-
-
-def _config_flags(parser, section, only=None):
-    """A flag per field of a config section (`--max-replacements` for synonyms.max_replacements,
-    and the field's short `flag` name if it has one), with the field's type, help and default,
-    so defaults live only in config.py. A flag not given stays out of `args`: the config
-    file's value, else the default, applies (_load_config)."""
-    from newslora.config import SECTIONS
-
-    for f in fields(SECTIONS[section]):
-        if only and f.name not in only:
-            continue
-        names = dict.fromkeys(n.replace("_", "-") for n in (f.metadata.get("flag"), f.name) if n)
-        kind = (
-            {"action": argparse.BooleanOptionalAction}
-            if f.type is bool
-            else {"type": f.type, "metavar": f.type.__name__.upper()}
-        )
-        parser.add_argument(
-            *(f"--{n}" for n in names),
-            dest=f"{section}.{f.name}",
-            default=argparse.SUPPRESS,
-            help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"),
-            **kind,
-        )
-
-
-def _load_config(args):
-    """--config (or the config positional) and its overrides, then the flags of _config_flags."""
-    from newslora.config import load_config, set_values
-
-    cfg = load_config(args.config, getattr(args, "overrides", ()))
-    for dest, value in vars(args).items():
-        if "." in dest:
-            section, key = dest.split(".", 1)
-            set_values(cfg, section, {key: value})
-    return cfg
-
-
-def _backend_arg(parser):
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "torch", "onnx"),
-        default="auto",
-        help="torch for a run directory or an hf export, onnx (ONNX Runtime, CPU) for an onnx "
-        "export; auto picks by the folder",
-    )
-
-
-ENCODING_HELP = "text encoding of the input file (default: the run's data.encoding, utf-8)"
-
-
-def _file_args(parser, labelled):
-    """The input file's own layout, where it differs from the run's training data."""
-    parser.add_argument("--encoding", help=ENCODING_HELP)
-    parser.add_argument(
-        "--text-columns",
-        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
-        metavar="COL[,COL]",
-        help="columns joined into the text (default: the run's data.text_columns, else `text` "
-        "or title + description)",
-    )
-    if labelled:
-        parser.add_argument(
-            "--label-column",
-            metavar="COL",
-            help="column of labels, ids or class names (default: the run's data.label_column, "
-            "else `label`, `class` or `Class Index`)",
-        )
-
-
-def _file_options(args):
-    """What _file_args gave: the input file's encoding, text columns and label column."""
-    return {k: getattr(args, k) for k in ("encoding", "text_columns", "label_column") if k in args}
-
-
-PICKLE_HELP = (
-    "allow .pkl input (a pickled Hugging Face Dataset, as the competition ships): "
-    "unpickling runs code from the file, so only use it on files you trust"
-)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="newslora", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"newslora {__version__}")
@@ -311,7 +233,7 @@ def build_parser():
     p.add_argument("--data", help="labelled file or Hub id:split (default: the config's data.test)")
     p.add_argument("--out", help="metrics JSON path (default RUN_DIR/metrics.json)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
-    _file_args(p, labelled=True)
+    file_args(p, labelled=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write an ID,Label CSV for a file of texts")
@@ -325,8 +247,8 @@ def build_parser():
         action="store_true",
         help="write class names (the run's data.labels) in Label, not ids",
     )
-    _file_args(p, labelled=False)
-    _backend_arg(p)
+    file_args(p, labelled=False)
+    backend_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("budget", help="exact trainable-parameter count, no weights downloaded")
@@ -367,7 +289,7 @@ def build_parser():
     )
     s.add_argument("input", help="labelled data file (text, label)")
     s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
-    _judge_args(s, "the trained run that judges the rows")
+    judge_args(s, "the trained run that judges the rows")
     s.add_argument(
         "--config", help="take labels and text columns from this config (default: the run's)"
     )
@@ -381,13 +303,13 @@ def build_parser():
     s.add_argument("corpus", help="unlabelled texts (a `text` column)")
     s.add_argument("output_dir", help="round runs, pseudo-roundN.csv files, pseudo_report.json")
     s.add_argument("overrides", nargs="*", help="section.key=value")
-    _judge_args(s, "the trained run that labels round 1")
+    judge_args(s, "the trained run that labels round 1")
     s.add_argument("--rounds", type=int, default=1, choices=(1, 2, 3))
     s.set_defaults(func=cmd_pseudo)
     p_clean, p_syn = steps.choices["clean"], steps.choices["synonyms"]
     p_clean.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p_syn.add_argument("overrides", nargs="*", help="section.key=value, e.g. synonyms.rate=0.2")
-    _config_flags(p_syn, "synonyms")  # --rate, --insert, ... from config.SynonymConfig
+    config_flags(p_syn, "synonyms")  # --rate, --insert, ... from config.SynonymConfig
 
     p = sub.add_parser("doctor", help="check what a run needs (packages, weights, data, WordNet)")
     p.add_argument("--run-dir", default="runs", help="folder runs are written to (write check)")
@@ -414,7 +336,7 @@ def build_parser():
     p.add_argument("path", help="a run directory, or an hf or onnx export folder")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    _backend_arg(p)
+    backend_arg(p)
     p.add_argument("--max-texts", type=int, default=64, help="texts per request (413 above)")
     p.add_argument("--max-bytes", type=int, default=1_000_000, help="request body size (413 above)")
     p.add_argument("--max-batch", type=int, default=64, help="texts run together at most")
