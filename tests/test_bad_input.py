@@ -32,6 +32,8 @@ CORPUS = {
     "not_a_pickle.pkl": (b"label,text\n1,plain csv bytes\n", "not a readable pickle"),
     "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "cannot read"),
     "truncated.csv.gz": (gzip.compress(b"label,text\n1,some news\n" * 50)[:40], "cannot read"),
+    "truncated_array.json": (b'[{"label": 1, "text": "ok"}, {"label": 2', "cannot read as .json"),
+    "sheet.xlsx": (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), "a spreadsheet; save it as CSV"),
 }
 LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, evaluate, augment)
     "label_out_of_range.csv": (b"label,text\n1,ok\n9,bad\n", "row 2: field 'label' = '9'"),
@@ -39,6 +41,10 @@ LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, eval
     "label_unknown_name.csv": (b"label,text\nSports,ok\nPolitics,bad\n", "'Politics'"),
     "empty_text.csv": (b'label,text\n1,fine\n2,""\n', "row 2: field 'text' is empty"),
     "nan_label.csv": (b"label,text\n1,ok\n,bad\n", "row 2: field 'label' = ''"),
+    "other_classes.csv": (
+        b"category,text\ntech,a\npolitics,b\ntech,c\n",
+        "the file's classes are ['politics', 'tech']: list them in data.labels",
+    ),
 }
 
 

@@ -108,6 +108,50 @@ def test_missing_file_and_unreachable_hub_are_named():
         read_table("fancyzhx/ag_news:train")  # HF_HUB_OFFLINE=1 in the tests
 
 
+KAGGLE = (
+    '"Class Index","Title","Description"\n"3","Stocks fall","Wall St."\n"2","Cup final","Goal"\n'
+)
+HEADERLESS = '"3","Stocks fall","Wall St."\n"2","Cup final","Goal"\n'
+TEXTS, IDS = ["Stocks fall Wall St.", "Cup final Goal"], [2, 1]
+
+
+@pytest.mark.parametrize(
+    "name, content, encoding",
+    [
+        ("kaggle.csv", KAGGLE, "utf-8"),  # Kaggle's AG News copy: capitalised, 1-based
+        ("excel.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-8-sig"),
+        ("excel_headerless.csv", HEADERLESS, "utf-8-sig"),  # the byte-order mark hid the class
+        ("unicode.tsv", "Label\tText\n2\tStocks fall Wall St.\n1\tCup final Goal\n", "utf-16"),
+        ("spaced.csv", "label, text\n2, Stocks fall Wall St.\n1, Cup final Goal\n", "utf-8"),
+        (
+            "lines.json",
+            '{"text":"Stocks fall Wall St.","label":2}\n{"text":"Cup final Goal","label":1}\n',
+            "utf-8",
+        ),
+        (
+            "array.json",
+            '[{"text":"Stocks fall Wall St.","label":2},{"text":"Cup final Goal","label":1}]',
+            "utf-8",
+        ),
+    ],
+)
+def test_layouts_other_tools_write(name, content, encoding, tmp_path):
+    """Column names in any case or with spaces, byte-order marks (Excel), UTF-16 (Excel's
+    "Unicode text"), and .json as `datasets` writes it (lines) or as an array."""
+    path = tmp_path / name
+    path.write_text(content, encoding=encoding)
+    df = load_examples(path, LABELS, need_labels=True)
+    assert df["text"].tolist() == TEXTS and df["label"].tolist() == IDS
+
+
+def test_txt_is_one_text_per_line(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("label,text\n\nStocks fall\n")  # no header: the first line is a text
+    df = load_examples(path, LABELS, need_labels=False, for_prediction=True)
+    assert df["text"].tolist() == ["label,text", "", "Stocks fall"]
+    assert df["id"].tolist() == [0, 1, 2]
+
+
 @pytest.mark.parametrize("name", ["rows.csv.gz", "rows.tsv.bz2", "rows.jsonl.xz"])
 def test_compressed_files_read_as_their_inner_kind(name, tmp_path):
     frame = pd.DataFrame({"text": ["Stocks fall", "Cup final"], "label": ["Business", "Sports"]})

@@ -3,7 +3,8 @@
 Accepted sources:
   * the official AG News CSV (no header; class 1-4, title, description);
   * a CSV with a header (`label,title,description`, `label,text`, `text`, ...);
-  * Parquet, JSON lines (.jsonl / .json);
+  * Parquet, JSON lines (.jsonl, or .json as `datasets` writes it), a JSON array (.json);
+  * a .txt file: one text per line, no header (for prediction);
   * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz;
   * a pickled Hugging Face Dataset (.pkl), only with allow_pickle (unpickling runs code);
   * a Hub dataset id, `owner/name[:split]`, loaded with `datasets` (needs the network or cache).
@@ -11,6 +12,7 @@ Text is title + " " + description (or `text`), optionally cleaned of AG's escape
 """
 
 import bz2
+import codecs
 import csv
 import gzip
 import html
@@ -25,7 +27,7 @@ import pandas as pd
 from newslora import NewsloraError, warn
 
 LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
-ONE_BASED_LABEL_COLUMNS = ("class", "Class Index")  # AG News' original CSV and Kaggle's copy
+ONE_BASED_LABEL_COLUMNS = ("class", "class index")  # AG News' original CSV and Kaggle's copy
 TEXT_PARTS = ("title", "description")
 PASSED_THROUGH = ("source", "origin")  # written by `newslora augment`
 # where a file's columns are not the run's: the config keys, and evaluate's / predict's flags
@@ -61,7 +63,15 @@ def clean_text(text):
 # --- reading ----------------------------------------------------------------------------------
 
 
-FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json", ".pkl", ".pickle")
+FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json", ".txt", ".pkl", ".pickle")
+SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+# a byte-order mark says how a file is encoded (Excel writes UTF-8 with one, and its "Unicode
+# text" as UTF-16): it overrides the default utf-8, never an encoding the user named
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 # compressed text files (`train.csv.gz`): pandas infers the compression from the name too
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
@@ -92,11 +102,22 @@ def _read_hub(spec):
         ) from None
 
 
+def _open(path, mode, **kw):
+    return OPENERS.get(Path(path).suffix.lower(), open)(path, mode, **kw)
+
+
+def _encoding(path, encoding):
+    """`encoding`, or the one a byte-order mark names when the setting is the default utf-8."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return encoding
+    with _open(path, "rb") as f:
+        head = f.read(3)
+    return next((name for bom, name in BOMS if head.startswith(bom)), encoding)
+
+
 def _first_row(path, sep, encoding):
     csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
-    with OPENERS.get(Path(path).suffix.lower(), open)(
-        path, "rt", newline="", encoding=encoding
-    ) as f:
+    with _open(path, "rt", newline="", encoding=encoding) as f:
         return next(csv.reader(f, delimiter=sep), [])
 
 
@@ -120,6 +141,20 @@ def _read_csv(path, sep, encoding):
             raise NewsloraError(f"{path}: duplicated column '{name.strip()}' in the header")
         seen.add(name.strip())
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
+
+
+def _read_json(path, encoding):
+    """A JSON array of records, else JSON lines (`datasets`' to_json writes lines to .json)."""
+    try:
+        return pd.read_json(path, encoding=encoding)
+    except ValueError:
+        return pd.read_json(path, lines=True, encoding=encoding)
+
+
+def _read_lines(path, encoding):
+    """One text per line, no header; blank lines stay rows, so IDs are line numbers - 1."""
+    with _open(path, "rt", encoding=encoding) as f:
+        return pd.DataFrame({"text": f.read().splitlines()})
 
 
 def _read_pickle(path, allow_pickle):
@@ -149,13 +184,20 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
     if path.is_dir():
         raise NewsloraError(f"{spec}: is a folder, expected a data file")
     suffix = _kind(path)
+    if suffix in SPREADSHEETS:
+        raise NewsloraError(f"{spec}: a spreadsheet; save it as CSV (or Parquet) and use that")
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", encoding=encoding)
         if suffix in (".pkl", ".pickle"):
             return _read_pickle(path, allow_pickle)
+        encoding = _encoding(path, encoding)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, encoding=encoding)
+        if suffix == ".json":
+            return _read_json(path, encoding)
+        if suffix == ".txt":
+            return _read_lines(path, encoding)
         return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding)
     except NewsloraError:
         raise
@@ -174,20 +216,40 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
 # --- normalising ------------------------------------------------------------------------------
 
 
+def _columns(df, spec):
+    """The table with its column names as a user reads them: `label, text` names `text`."""
+    names = [str(c).strip() for c in df.columns]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise NewsloraError(f"{spec}: duplicated column '{twice}'")
+    return df.set_axis(names, axis=1)
+
+
+def _find(df, name):
+    """The column called `name`, else the one column so called in another case (Kaggle's AG
+    News copy has `Class Index,Title,Description`); None if there is none."""
+    if name in df.columns:
+        return name
+    found = [c for c in df.columns if c.lower() == name.lower()]
+    return found[0] if len(found) == 1 else None
+
+
 def _text_series(df, spec, text_columns):
-    if text_columns and "text" in df.columns and not set(text_columns) & set(df.columns):
-        cols = ["text"]  # newslora's own layout (`augment` writes it), whatever the config names
+    own = _find(df, "text")
+    named = [_find(df, c) for c in text_columns or ()]
+    if text_columns and own and not any(named):
+        cols = [own]  # newslora's own layout (`augment` writes it), whatever the config names
     elif text_columns:
-        missing = [c for c in text_columns if c not in df.columns]
-        if missing:
+        if None in named:
+            missing = text_columns[named.index(None)]
             raise NewsloraError(
-                f"{spec}: missing column '{missing[0]}' (has: {list(df.columns)}){TEXT_HINT}"
+                f"{spec}: missing column '{missing}' (has: {list(df.columns)}){TEXT_HINT}"
             )
-        cols = list(text_columns)
-    elif "text" in df.columns:
-        cols = ["text"]
-    elif any(c in df.columns for c in TEXT_PARTS):
-        cols = [c for c in TEXT_PARTS if c in df.columns]
+        cols = named
+    elif own:
+        cols = [own]
+    elif any(_find(df, c) for c in TEXT_PARTS):
+        cols = [c for c in (_find(df, c) for c in TEXT_PARTS) if c]
     else:
         hint = TEXT_HINT
         if len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
@@ -204,15 +266,14 @@ def _text_series(df, spec, text_columns):
 
 
 def _label_column(df, spec, label_column):
-    if label_column and label_column not in df.columns and "label" in df.columns:
-        return "label"  # newslora's own layout, as for the text columns
     if label_column:
-        if label_column not in df.columns:
+        found = _find(df, label_column) or _find(df, "label")  # or newslora's own layout
+        if found is None:
             raise NewsloraError(
                 f"{spec}: missing column '{label_column}' (has: {list(df.columns)}){LABEL_HINT}"
             )
-        return label_column
-    return next((c for c in LABEL_COLUMNS if c in df.columns), None)
+        return found
+    return next((c for c in (_find(df, n) for n in LABEL_COLUMNS) if c), None)
 
 
 def _class_key(name):
@@ -223,27 +284,40 @@ def _class_key(name):
 
 def _label_ids(values, column, spec, labels):
     """Map label values (ints, or class names) to 0..K-1; name the first bad row."""
-    offset = 1 if column in ONE_BASED_LABEL_COLUMNS else 0
+    offset = 1 if column.lower() in ONE_BASED_LABEL_COLUMNS else 0
     exact = {name.lower(): i for i, name in enumerate(labels)}
     loose = {_class_key(name): i for i, name in enumerate(labels) if re.search("[a-z]", name, re.I)}
-    ids = []
-    for row, value in enumerate(values, start=1):
-        raw = str(value).strip()
+
+    def class_id(raw):
         found = exact.get(raw.lower(), loose.get(_class_key(raw)))
         if found is not None:
-            ids.append(found)
-            continue
+            return found
         try:
             number = float(raw)
         except ValueError:
-            number = None
-        if number is None or not number.is_integer() or not 0 <= number - offset < len(labels):
+            return None
+        ok = number.is_integer() and 0 <= number - offset < len(labels)
+        return int(number) - offset if ok else None
+
+    ids = []
+    for row, value in enumerate(values, start=1):
+        raw = str(value).strip()
+        ids.append(class_id(raw))
+        if ids[-1] is None:
             valid = f"{offset}..{len(labels) - 1 + offset}, or a class of data.labels: {labels}"
             raise NewsloraError(
                 f"{spec}: row {row}: field '{column}' = {raw!r} is not a valid label ({valid})"
+                + _other_classes(values, class_id)
             )
-        ids.append(int(number) - offset)
     return ids
+
+
+def _other_classes(values, class_id):
+    """A hint for a file in other classes than data.labels: none of its values is one."""
+    names = sorted({str(v).strip() for v in values})
+    if len(names) > 50 or any(class_id(n) is not None for n in names):
+        return ""
+    return f"; the file's classes are {names}: list them in data.labels"
 
 
 def _id_column(df, spec):
@@ -277,7 +351,7 @@ def load_examples(
     for_prediction: every row is an input, so an empty text is kept (with a warning naming
     the rows) and any label column is ignored (unlabelled files carry placeholders like -1).
     `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1)."""
-    df = read_table(spec, allow_pickle=allow_pickle, encoding=encoding)
+    df = _columns(read_table(spec, allow_pickle=allow_pickle, encoding=encoding), spec)
     if len(df) == 0:
         raise NewsloraError(f"{spec}: no rows")
     text = _text_series(df, spec, text_columns)
