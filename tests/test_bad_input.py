@@ -45,6 +45,7 @@ LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, eval
         b"category,text\ntech,a\npolitics,b\ntech,c\n",
         "the file's classes are ['politics', 'tech']: list them in data.labels",
     ),
+    "ids_from_one.csv": (b"label,text\n1,a\n2,b\n3,c\n4,d\n", "ids from 1 are read from"),
 }
 
 

@@ -39,6 +39,10 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
         ("train.lr=-1e-4", "'train.lr' must be > 0"),
         ("model.max_length=0", "'model.max_length' must be > 0"),
         ("train.epochs=0", "'train.epochs' must be > 0 .or train.max_steps set."),
+        ('data.labels=["World", " world"]', "'data.labels' needs two or more distinct names"),
+        ("data.labels=[1, 2]", "'data.labels' needs two or more distinct names"),
+        ('data.labels=["World", ""]', "'data.labels' needs two or more distinct names"),
+        ("data.text_columns=[1]", "'data.text_columns' must be column names"),
         ("no_equals", "expected section.key=value"),
     ],
 )

@@ -362,8 +362,12 @@ def validate(cfg):
             raise NewsloraError(f"config: '{section}.{key}' must be > 0")
     if cfg.train.max_steps <= 0 and not cfg.train.epochs > 0:
         raise NewsloraError("config: 'train.epochs' must be > 0 (or train.max_steps set)")
-    if len(cfg.data.labels) < 2:
-        raise NewsloraError("config: 'data.labels' needs at least two class names")
+    labels, columns = cfg.data.labels, cfg.data.text_columns
+    names = all(isinstance(n, str) and n.strip() for n in labels)
+    if len(labels) < 2 or not names or len({n.strip().lower() for n in labels}) < len(labels):
+        raise NewsloraError(f"config: 'data.labels' needs two or more distinct names, got {labels}")
+    if not all(isinstance(c, str) and c for c in columns):
+        raise NewsloraError(f"config: 'data.text_columns' must be column names, got {columns}")
     if not 0 < cfg.data.val_fraction < 1:
         raise NewsloraError("config: 'data.val_fraction' must be between 0 and 1")
     if cfg.train.loader_workers < -1:

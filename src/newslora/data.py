@@ -307,17 +307,20 @@ def _label_ids(values, column, spec, labels):
             valid = f"{offset}..{len(labels) - 1 + offset}, or a class of data.labels: {labels}"
             raise NewsloraError(
                 f"{spec}: row {row}: field '{column}' = {raw!r} is not a valid label ({valid})"
-                + _other_classes(values, class_id)
+                + _other_classes(values, class_id, len(labels))
             )
     return ids
 
 
-def _other_classes(values, class_id):
-    """A hint for a file in other classes than data.labels: none of its values is one."""
+def _other_classes(values, class_id, n_labels):
+    """A hint for a file labelled otherwise: in classes none of data.labels, or ids from 1."""
     names = sorted({str(v).strip() for v in values})
-    if len(names) > 50 or any(class_id(n) is not None for n in names):
-        return ""
-    return f"; the file's classes are {names}: list them in data.labels"
+    if len(names) <= 50 and not any(class_id(n) is not None for n in names):
+        return f"; the file's classes are {names}: list them in data.labels"
+    numbers = {n.removesuffix(".0") for n in names}
+    if numbers == {str(i) for i in range(1, n_labels + 1)}:
+        return "; ids from 1 are read from a column named `class` (or `Class Index`)"
+    return ""
 
 
 def _id_column(df, spec):
