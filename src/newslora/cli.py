@@ -63,9 +63,10 @@ def cmd_evaluate(args):
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
     )
+    width = max([12, *map(len, m["per_class"])])  # class names of another source run long
     for name, c in m["per_class"].items():
         print(
-            f"  {name:<12} precision {100 * c['precision']:6.2f}  recall "
+            f"  {name:<{width}} precision {100 * c['precision']:6.2f}  recall "
             f"{100 * c['recall']:6.2f}  f1 {100 * c['f1']:6.2f}  n={c['support']}"
         )
     if m["absent_classes"]:

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from newslora import NewsloraError
+from newslora import NewsloraError, warn
 
 # transformers 5 swaps activations for Hub kernels (`kernels` package) when a CUDA model goes to
 # eval, downloading them then: offline that fails after training. Opt in with USE_HUB_KERNELS=1.
@@ -292,10 +292,7 @@ def build_model(cfg, pretrained=True, training=True):
     kwargs = {"attn_implementation": kernel} if kernel else {}
     try:
         if pretrained:
-            path = resolve_name(cfg.model.name)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, config=hf_config, **kwargs
-            )
+            model = _from_pretrained(resolve_name(cfg.model.name), hf_config, kwargs)
         else:
             with torch.device("meta"):
                 model = AutoModelForSequenceClassification.from_config(hf_config, **kwargs)
@@ -319,6 +316,24 @@ def build_model(cfg, pretrained=True, training=True):
         return model
     _check_targets(model, cfg)
     return get_peft_model(model, lora_config(cfg, model))
+
+
+def _from_pretrained(path, hf_config, kwargs):
+    """The encoder's weights. transformers' load report lists the head as missing every time
+    (it is new: it is what trains); only a missing or misshapen encoder weight is news."""
+    with errors_only():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=hf_config, output_loading_info=True, **kwargs
+        )
+    head = tuple(f"{name}." for name in head_modules(model))
+    missing = [k for k in info["missing_keys"] if not k.startswith(head)]
+    missing += [str(k) for k in info.get("mismatched_keys") or ()]
+    if missing:
+        warn(
+            f"{path}: {len(missing)} encoder weights not in the checkpoint, initialised at "
+            f"random (first: {missing[0]})"
+        )
+    return model
 
 
 def store_frozen(model, dtype, trunk=False):
