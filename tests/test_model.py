@@ -12,7 +12,7 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
 from newslora.config import load_config, save_config
-from newslora.model import load_model, save_model
+from newslora.model import build_model, load_model, save_model
 from newslora.predict import load_run, predict_logits
 
 TEXTS = [
@@ -127,6 +127,21 @@ def test_load_report_names_missing_encoder_weights_only(
     train = newslora("train", write_config(cfg))
     line = [x for x in train.stderr.splitlines() if "initialised at random" in x]
     assert len(line) == 1 and "1 encoder weights" in line[0] and "layer.1.output.dense" in line[0]
+
+
+def test_a_classifier_of_other_classes_starts_a_run(tiny_bert, tmp_path, capsys):
+    """A checkpoint fine-tuned elsewhere as a 2-class classifier: its encoder is kept, its
+    head (the wrong shape for 4 classes) replaced, and that is no news (transformers refused
+    to load it at all)."""
+    source = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    source.save_pretrained(tmp_path / "sentiment")
+    shutil.copy(tiny_bert + "/tokenizer.json", tmp_path / "sentiment")
+    cfg = load_config(None, [f'model.name="{tmp_path / "sentiment"}"', "lora.r=2"])
+    model = build_model(cfg)
+    assert model(input_ids=torch.tensor([[101, 2000, 102]])).logits.shape == (1, len(LABELS))
+    encoder = model.get_base_model().bert.encoder.layer[0].intermediate.dense.weight
+    assert torch.equal(encoder, source.bert.encoder.layer[0].intermediate.dense.weight)
+    assert "initialised at random" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("setting, enabled", [(None, False), ("1", True)])

@@ -320,14 +320,15 @@ def build_model(cfg, pretrained=True, training=True):
 
 def _from_pretrained(path, hf_config, kwargs):
     """The encoder's weights. transformers' load report lists the head as missing every time
-    (it is new: it is what trains); only a missing or misshapen encoder weight is news."""
+    (it is new: it is what trains), or as misshapen where the checkpoint is a classifier of
+    other classes (its head is replaced); only a missing or misshapen encoder weight is news."""
     with errors_only():
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=hf_config, output_loading_info=True, **kwargs
+            path, config=hf_config, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
         )
     head = tuple(f"{name}." for name in head_modules(model))
-    missing = [k for k in info["missing_keys"] if not k.startswith(head)]
-    missing += [str(k) for k in info.get("mismatched_keys") or ()]
+    misshapen = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()]
+    missing = [k for k in [*info["missing_keys"], *misshapen] if not k.startswith(head)]
     if missing:
         warn(
             f"{path}: {len(missing)} encoder weights not in the checkpoint, initialised at "
