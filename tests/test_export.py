@@ -2,6 +2,7 @@
 load without newslora, and that predict what the run predicts."""
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -194,6 +195,31 @@ def test_linear_head_and_full_finetune_export_exactly(lively_bert, pool, tmp_pat
     )
     with torch.no_grad():  # unmerged LoRA against the merged weights: float rounding only
         np.testing.assert_allclose(plain(**batch).logits.numpy(), expected, atol=1e-3)
+
+
+def test_a_base_that_classifies_other_classes_exports(lively_bert, pool, tmp_path):
+    """A run started from a 2-class classifier (its head replaced by the run's 4-class one):
+    the adapter export's own check and its model card's example load it, both formats
+    predict like the run."""
+    base = tmp_path / "two-class"
+    AutoModelForSequenceClassification.from_pretrained(lively_bert, num_labels=2).save_pretrained(
+        base
+    )
+    shutil.copy(f"{lively_bert}/tokenizer.json", base)
+    run = _moved_run(tmp_path / "run", base)
+    texts = pool["description"].head(50).tolist()
+    _, torch_of = load_predictor(run)
+    expected = torch_of(texts, progress=False)
+    export_run(run, tmp_path / "hf", "hf")
+    np.testing.assert_allclose(_plain_logits(tmp_path / "hf", texts), expected, atol=1e-4)
+    export_run(run, tmp_path / "adapter", "adapter")
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    scope = {}
+    exec(card.split("```python\n")[1].split("```")[0], scope)  # the card's own example
+    batch = scope["tokenizer"](texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        got = scope["model"](**batch).logits.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-3)
 
 
 def test_roberta_linear_head_is_refused_for_hf_and_adapter_but_exports_to_onnx(tmp_path, pool):

@@ -79,8 +79,9 @@ print(classify(["Stocks fell as oil prices rose."], truncation=True))
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-base = AutoModelForSequenceClassification.from_pretrained(
-    "{base}", num_labels={n}, id2label={id2label}, label2id={label2id}
+base = AutoModelForSequenceClassification.from_pretrained(  # the adapter brings the head
+    "{base}", num_labels={n}, id2label={id2label}, label2id={label2id},
+    ignore_mismatched_sizes=True,  # so a base that is a classifier of other classes loads too
 )
 model = PeftModel.from_pretrained(base, "{out}").eval()
 tokenizer = AutoTokenizer.from_pretrained("{out}")

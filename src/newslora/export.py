@@ -145,6 +145,7 @@ def _write_adapter(run_dir, cfg, folder, _quantize):
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={n: i for i, n in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a base that is a classifier of other classes
         )
     plain = PeftModel.from_pretrained(plain, folder)
     got = _probe_logits(plain, tokenizer, cfg)
