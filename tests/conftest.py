@@ -37,11 +37,16 @@ def lively_bert(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("lively-bert"), initializer_range=0.5)
 
 
-def save_tiny_bert(folder, **config):
+def save_tiny_bert(folder, model_type="bert", **config):
+    """A 2-layer, 32-wide random encoder of `model_type`, with MiniLM's real tokenizer."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    config = BertConfig(
+    if model_type == "modernbert":  # its token ids default to ModernBERT's own vocabulary
+        config |= dict(pad_token_id=0, bos_token_id=101, eos_token_id=102)
+        config |= dict(cls_token_id=101, sep_token_id=102)
+    config = AutoConfig.for_model(
+        model_type,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -50,7 +55,7 @@ def save_tiny_bert(folder, **config):
         **config,
     )
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    AutoModel.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
     return str(folder)
 

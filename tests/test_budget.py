@@ -1,6 +1,13 @@
 import pytest
 from conftest import REPO, newslora
-from transformers import BertConfig, DistilBertConfig, MPNetConfig, RobertaConfig
+from transformers import (
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    ModernBertConfig,
+    MPNetConfig,
+    RobertaConfig,
+)
 
 from newslora import NewsloraError
 from newslora.budget import check_budget, count_config, count_parameters
@@ -49,6 +56,10 @@ CONFIGS = {
     "distilbert": lambda: DistilBertConfig(
         dim=32, n_layers=3, n_heads=2, hidden_dim=64, vocab_size=100, max_position_embeddings=64
     ),
+    "deberta-v2": lambda: DebertaV2Config(**SIZES),
+    "modernbert": lambda: ModernBertConfig(
+        **SIZES, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
+    ),
 }
 # each role's module in layer 1, as the architecture names it (after peft's prefix)
 LAYER_1 = {
@@ -56,7 +67,16 @@ LAYER_1 = {
     "roberta": "roberta.encoder.layer.1.",
     "mpnet": "mpnet.encoder.layer.1.",
     "distilbert": "distilbert.transformer.layer.1.",
+    "deberta-v2": "deberta.encoder.layer.1.",
+    "modernbert": "model.layers.1.",
 }
+# the modules outside the encoder that the `linear` head keeps beside its own Linear
+KEPT_BY_LINEAR = {
+    "distilbert": 32 * 32 + 32,
+    "deberta-v2": 32 * 32 + 32,
+    "modernbert": 32 * 32 + 32,
+}
+FFN_OUT = {"distilbert": "ffn.lin2", "modernbert": "mlp.Wo"}
 
 
 def _tiny(model_type, tmp_path):
@@ -84,11 +104,13 @@ def test_roles_resolve_on_each_architecture(model_type, tmp_path):
     roles = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
     model = _build(name, "model.head=linear", "lora.r=2", f"lora.targets={','.join(roles)}")
     per_layer = 4 * 2 * (32 * 2) + 2 * (32 * 2 + 64 * 2)  # 4 attention + 2 FFN matrices
+    matrices = 6
+    if model_type == "modernbert":  # Wqkv (32 -> 96), Wo, Wi (32 -> 2 x 64, gated), mlp.Wo
+        per_layer, matrices = 2 * (32 + 96) + 2 * 64 + 2 * (32 + 128) + 2 * (64 + 32), 4
     count = count_parameters(model)
     assert count.lora == 3 * per_layer
-    pre_classifier = 32 * 32 + 32 if model_type == "distilbert" else 0  # kept by `linear`
-    assert count.head == 32 * 4 + 4 + pre_classifier
-    assert len(_adapted(model)) == 3 * 6
+    assert count.head == 32 * 4 + 4 + KEPT_BY_LINEAR.get(model_type, 0)
+    assert len(_adapted(model)) == 3 * matrices
 
 
 @pytest.mark.parametrize("model_type", list(CONFIGS))
@@ -96,10 +118,9 @@ def test_one_role_in_one_layer_adapts_exactly_that_matrix(model_type, tmp_path):
     """ffn_out alone: BERT's `output.dense` must not also take `attention.output.dense`."""
     name = _tiny(model_type, tmp_path)
     model = _build(name, "lora.r=2", "lora.targets=ffn_out", "lora.layers=[1]")
-    ffn_out = "ffn.lin2" if model_type == "distilbert" else "output.dense"
-    assert _adapted(model) == [LAYER_1[model_type] + ffn_out]
+    assert _adapted(model) == [LAYER_1[model_type] + FFN_OUT.get(model_type, "output.dense")]
     model = _build(name, "lora.r=2", "lora.targets=query,value", "lora.layers=[1]")
-    assert len(_adapted(model)) == 2 and all(
+    assert len(_adapted(model)) == (1 if model_type == "modernbert" else 2) and all(
         n.startswith(LAYER_1[model_type]) for n in _adapted(model)
     )
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import safetensors.torch
 import torch
-from conftest import LABELS, newslora, tiny_config, trained_looking_model
+from conftest import LABELS, newslora, save_tiny_bert, tiny_config, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
@@ -57,11 +57,14 @@ def test_reload_gives_identical_predictions(
     assert np.abs(before[:, 0] - before[:, 1]).max() > 1e-3  # not a constant output
 
 
+@pytest.mark.parametrize("model_type", ["bert", "deberta-v2", "modernbert"])
 def test_mean_head_ignores_padding_and_differs_from_the_first_token(
-    lively_bert, small_train_csv, tmp_path, write_config
+    model_type, small_train_csv, tmp_path, write_config
 ):
-    """The mean is over real tokens only: a text alone and padded in a batch score the same."""
-    path = write_config(tiny_config(lively_bert, small_train_csv, tmp_path / "run"))
+    """The mean is over real tokens only: a text alone and padded in a batch score the same.
+    (DeBERTa's pooler sits beside the encoder; ModernBERT pools in its own forward.)"""
+    encoder = save_tiny_bert(tmp_path / model_type, model_type, initializer_range=0.5)
+    path = write_config(tiny_config(encoder, small_train_csv, tmp_path / "run"))
     logits = {}
     for head in ("linear", "mean"):
         cfg = load_config(path, [f"model.head={head}", "train.precision=fp32"])

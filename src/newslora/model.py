@@ -61,6 +61,15 @@ ROLES = {
         "ffn_in": "intermediate.dense",
         "ffn_out": "output.dense",
     },
+    "deberta-v2": {  # DeBERTa-v3 too
+        **_BERT_LIKE,
+        "query": "attention.self.query_proj",
+        "key": "attention.self.key_proj",
+        "value": "attention.self.value_proj",
+    },
+    # one matrix computes query, key and value together: any of those roles adapts all three
+    "modernbert": dict.fromkeys(["query", "key", "value"], "attn.Wqkv")
+    | {"attention_output": "attn.Wo", "ffn_in": "mlp.Wi", "ffn_out": "mlp.Wo"},
     "distilbert": {
         "query": "attention.q_lin",
         "key": "attention.k_lin",
@@ -179,10 +188,16 @@ class LinearHead(nn.Module):
 
 def install_mean_head(model, hidden, n_labels):
     """A mean-pooling LinearHead, fed the attention mask by a hook on the encoder's call."""
+    if getattr(model.config, "classifier_pooling", None):  # ModernBERT pools in its forward
+        model.config.classifier_pooling = "mean"  # the same masked mean, then straight to
+        model.head = nn.Identity()  # the one linear layer: its dense + norm head set aside
+        model.classifier = LinearHead(hidden, n_labels)
+        return
     model.classifier = LinearHead(hidden, n_labels, pool="mean")
     encoder = getattr(model, model.base_model_prefix)
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = nn.Identity()  # the head receives the whole sequence and pools it
+    for owner in (encoder, model):  # BERT's pooler sits in the encoder, DeBERTa's beside it
+        if getattr(owner, "pooler", None) is not None:
+            owner.pooler = nn.Identity()  # the head receives the whole sequence and pools it
 
     def keep_mask(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -221,7 +236,10 @@ def lora_config(cfg, model, targets=None):
     excluded = [
         path
         for role, path in roles.items()
-        if role not in targets and _ends_with(path, suffixes) and not _ends_with(path, names)
+        if role not in targets
+        and path not in suffixes  # a matrix that serves a chosen role too (ModernBERT's Wqkv)
+        and _ends_with(path, suffixes)
+        and not _ends_with(path, names)
     ]
     return LoraConfig(
         task_type="SEQ_CLS",
