@@ -41,6 +41,18 @@ def test_encoder_dropout_off_leaves_the_head_its_own(tiny_bert, tmp_path, settin
 
 
 @pytest.mark.parametrize("head", ["default", "linear", "mean"])
+def test_encoder_dropout_reaches_every_family_s_names():
+    from transformers import DebertaV2Config, ModernBertConfig
+
+    from newslora.model import set_encoder_dropout
+
+    modern, deberta = ModernBertConfig(), DebertaV2Config()
+    set_encoder_dropout(modern, 0.2)
+    set_encoder_dropout(deberta, 0.2)
+    assert modern.embedding_dropout == modern.attention_dropout == modern.mlp_dropout == 0.2
+    assert deberta.hidden_dropout_prob == deberta.attention_probs_dropout_prob == 0.2
+
+
 def test_reload_gives_identical_predictions(
     tiny_bert, small_train_csv, tmp_path, head, write_config
 ):

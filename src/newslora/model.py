@@ -270,8 +270,15 @@ def _check_targets(model, cfg):
 
 
 # the encoder's dropout probabilities, by the names transformers' configs give them
-ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
-                    "attention_dropout", "activation_dropout")  # fmt: skip
+ENCODER_DROPOUTS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+)  # fmt: skip (the last two: ModernBERT)
 
 
 def set_encoder_dropout(hf_config, p):
