@@ -40,7 +40,6 @@ def test_encoder_dropout_off_leaves_the_head_its_own(tiny_bert, tmp_path, settin
     assert model.get_base_model().dropout.p == 0.1  # BERT's head dropout, as it was
 
 
-@pytest.mark.parametrize("head", ["default", "linear", "mean"])
 def test_encoder_dropout_reaches_every_family_s_names():
     from transformers import DebertaV2Config, ModernBertConfig
 
@@ -53,6 +52,7 @@ def test_encoder_dropout_reaches_every_family_s_names():
     assert deberta.hidden_dropout_prob == deberta.attention_probs_dropout_prob == 0.2
 
 
+@pytest.mark.parametrize("head", ["default", "linear", "mean"])
 def test_reload_gives_identical_predictions(
     tiny_bert, small_train_csv, tmp_path, head, write_config
 ):

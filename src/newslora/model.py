@@ -270,15 +270,10 @@ def _check_targets(model, cfg):
 
 
 # the encoder's dropout probabilities, by the names transformers' configs give them
-ENCODER_DROPOUTS = (
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "dropout",
-    "attention_dropout",
-    "activation_dropout",
-    "embedding_dropout",
-    "mlp_dropout",
-)  # fmt: skip (the last two: ModernBERT)
+# (ModernBERT's: attention_dropout, embedding_dropout, mlp_dropout)
+ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+                    "attention_dropout", "activation_dropout", "embedding_dropout",
+                    "mlp_dropout")  # fmt: skip
 
 
 def set_encoder_dropout(hf_config, p):
