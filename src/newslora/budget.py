@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from peft import PeftModel
 
 from newslora import NewsloraError
-from newslora.model import build_model, head_modules
+from newslora.lora import head_modules
+from newslora.model import build_model
 
 
 @dataclass

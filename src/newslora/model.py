@@ -16,13 +16,13 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
-from peft.tuners.tuners_utils import check_target_module_exists
+from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from newslora import NewsloraError, warn
+from newslora.lora import check_targets, head_modules, lora_config
 
 # transformers 5 swaps activations for Hub kernels (`kernels` package) when a CUDA model goes to
 # eval, downloading them then: offline that fails after training. Opt in with USE_HUB_KERNELS=1.
@@ -36,48 +36,6 @@ hf_logging.disable_progress_bar()  # weight loading takes a second; no bar neede
 BUNDLED_CONFIGS = {
     "FacebookAI/roberta-base": "roberta-base.json",
     "roberta-base": "roberta-base.json",
-}
-
-# Where each role sits inside one encoder layer, per architecture family: a module-name suffix
-# (peft matches `target_modules` entries as suffixes). Roles let one recipe be transposed across
-# encoders.
-_BERT_LIKE = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attention_output": "attention.output.dense",
-    "ffn_in": "intermediate.dense",
-    "ffn_out": "output.dense",
-}
-ROLES = {
-    **dict.fromkeys(
-        ["bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie"], _BERT_LIKE
-    ),
-    "mpnet": {
-        "query": "attention.attn.q",
-        "key": "attention.attn.k",
-        "value": "attention.attn.v",
-        "attention_output": "attention.attn.o",
-        "ffn_in": "intermediate.dense",
-        "ffn_out": "output.dense",
-    },
-    "deberta-v2": {  # DeBERTa-v3 too
-        **_BERT_LIKE,
-        "query": "attention.self.query_proj",
-        "key": "attention.self.key_proj",
-        "value": "attention.self.value_proj",
-    },
-    # one matrix computes query, key and value together: any of those roles adapts all three
-    "modernbert": dict.fromkeys(["query", "key", "value"], "attn.Wqkv")
-    | {"attention_output": "attn.Wo", "ffn_in": "mlp.Wi", "ffn_out": "mlp.Wo"},
-    "distilbert": {
-        "query": "attention.q_lin",
-        "key": "attention.k_lin",
-        "value": "attention.v_lin",
-        "attention_output": "attention.out_lin",
-        "ffn_in": "ffn.lin1",
-        "ffn_out": "ffn.lin2",
-    },
 }
 
 
@@ -210,65 +168,6 @@ def install_mean_head(model, hidden, n_labels):
     encoder.register_forward_pre_hook(keep_mask, with_kwargs=True)
 
 
-def head_modules(model):
-    """Names of the top-level modules outside the encoder that hold parameters (the head)."""
-    return [
-        name
-        for name, module in model.named_children()
-        if name != model.base_model_prefix and any(True for _ in module.parameters())
-    ]
-
-
-def _ends_with(path, suffixes):
-    return any(path == s or path.endswith("." + s) for s in suffixes)
-
-
-def lora_config(cfg, model, targets=None):
-    """peft's LoraConfig for `lora.targets` (or `targets`) in `lora.layers` (empty = all).
-
-    Roles become module-name suffixes. BERT's ffn_out suffix `output.dense` also ends
-    `attention.output.dense`, so a role that was not chosen but whose path a chosen role's
-    suffix hits is excluded (unless a plain-name target asks for it)."""
-    targets = cfg.lora.targets if targets is None else targets
-    roles = ROLES.get(model.config.model_type, {})
-    suffixes = [roles.get(t, t) for t in targets]
-    names = [t for t in targets if t not in roles]
-    excluded = [
-        path
-        for role, path in roles.items()
-        if role not in targets
-        and path not in suffixes  # a matrix that serves a chosen role too (ModernBERT's Wqkv)
-        and _ends_with(path, suffixes)
-        and not _ends_with(path, names)
-    ]
-    return LoraConfig(
-        task_type="SEQ_CLS",
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        use_rslora=cfg.lora.rslora,
-        target_modules=suffixes,
-        exclude_modules=excluded or None,
-        # always a layer list: a suffix like `dense` must not reach modules outside the layers
-        layers_to_transform=cfg.lora.layers or list(range(model.config.num_hidden_layers)),
-        bias=cfg.lora.bias,
-        modules_to_save=head_modules(model),
-    )
-
-
-def _check_targets(model, cfg):
-    """Name the `lora.targets` entry that matches nothing (peft only says that none did)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    for target in cfg.lora.targets:
-        one = lora_config(cfg, model, [target])
-        if not any(check_target_module_exists(one, n) is True for n in names):
-            layers = f" in layers {cfg.lora.layers}" if cfg.lora.layers else ""
-            raise NewsloraError(
-                f"config: 'lora.targets' entry '{target}' matches no linear layer of this "
-                f"{model.config.model_type} model{layers} (e.g. {', '.join(names[:4])})"
-            )
-
-
 # the encoder's dropout probabilities, by the names transformers' configs give them
 # (ModernBERT's: attention_dropout, embedding_dropout, mlp_dropout)
 ENCODER_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
@@ -334,7 +233,7 @@ def build_model(cfg, pretrained=True, training=True):
                 model.classifier = LinearHead(*shape)
     if cfg.lora.full_finetune:
         return model
-    _check_targets(model, cfg)
+    check_targets(model, cfg)
     return get_peft_model(model, lora_config(cfg, model))
 
 
