@@ -133,11 +133,19 @@ TEXTS, IDS = ["Stocks fall Wall St.", "Cup final Goal"], [2, 1]
             '[{"text":"Stocks fall Wall St.","label":2},{"text":"Cup final Goal","label":1}]',
             "utf-8",
         ),
+        (
+            "records.json",
+            '{"data": [{"text":"Stocks fall Wall St.","label":2},'
+            '{"text":"Cup final Goal","label":1}]}',
+            "utf-8",
+        ),
+        ("blank_first.csv", "\n\nlabel,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-8"),
     ],
 )
 def test_layouts_other_tools_write(name, content, encoding, tmp_path):
     """Column names in any case or with spaces, byte-order marks (Excel), UTF-16 (Excel's
-    "Unicode text"), and .json as `datasets` writes it (lines) or as an array."""
+    "Unicode text"), .json as `datasets` writes it (lines), as an array or under one key, and
+    blank lines before the header."""
     path = tmp_path / name
     path.write_text(content, encoding=encoding)
     df = load_examples(path, LABELS, need_labels=True)

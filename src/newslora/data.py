@@ -117,8 +117,8 @@ def _encoding(path, encoding):
 
 def _first_row(path, sep, encoding):
     csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
-    with _open(path, "rt", newline="", encoding=encoding) as f:
-        return next(csv.reader(f, delimiter=sep), [])
+    with _open(path, "rt", newline="", encoding=encoding) as f:  # blank lines: pandas skips them
+        return next((row for row in csv.reader(f, delimiter=sep) if any(row)), [])
 
 
 def _headerless_ag(first):
@@ -144,11 +144,15 @@ def _read_csv(path, sep, encoding):
 
 
 def _read_json(path, encoding):
-    """A JSON array of records, else JSON lines (`datasets`' to_json writes lines to .json)."""
+    """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
+    (`datasets`' to_json writes lines to .json)."""
     try:
-        return pd.read_json(path, encoding=encoding)
+        df = pd.read_json(path, encoding=encoding)
     except ValueError:
         return pd.read_json(path, lines=True, encoding=encoding)
+    if len(df.columns) == 1 and len(df) and all(isinstance(v, dict) for v in df.iloc[:, 0]):
+        return pd.DataFrame(df.iloc[:, 0].tolist())
+    return df
 
 
 def _read_lines(path, encoding):
