@@ -25,25 +25,17 @@ from functools import partial
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from datasets import Dataset
 from peft.helpers import disable_input_dtype_casting
-from torch.utils.data import SequentialSampler
-from transformers import (
-    EarlyStoppingCallback,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from newslora import NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
 from newslora.data import load_with_config
-from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, DistillTrainer, teacher_logits
+from newslora.distill import TEACHER_CACHE, TEACHER_COLUMN, teacher_logits
 from newslora.files import atomic_path, writable_dir, write_json
 from newslora.fused import fuse_lora_add
 from newslora.model import (
@@ -58,67 +50,11 @@ from newslora.model import (
 )
 from newslora.predict import fit_temperature, run_config
 from newslora.splits import held_out_texts, split_train_val, training_rows
+from newslora.trainer import DistillRecipeTrainer, Evaluations, RecipeTrainer
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 # train.schedule -> transformers' scheduler; each starts with train.warmup_ratio of warm-up
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
-
-
-def accuracy(eval_pred):
-    logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
-
-
-class RecipeTrainer(Trainer):
-    """The Trainer, evaluating validation in its stored order (sorted by length, so each batch
-    pads to its own longest row). transformers applies `group_by_length` to evaluation too,
-    and on a validation set under 4 batches x 50 its "megabatches" are one batch each: every
-    batch is then a random draw padded to its longest row, and a pass took twice as long
-    (benchmarks/results/speed.md, eval-pass levers)."""
-
-    def _get_eval_sampler(self, eval_dataset):
-        if self.args.world_size > 1:  # distributed: the Trainer's own sharding
-            return super()._get_eval_sampler(eval_dataset)
-        return SequentialSampler(eval_dataset)
-
-    def floating_point_ops(self, inputs):
-        """transformers' `total_flos` count, the parameters counted once, not at every step
-        (1.27 -> 0.11 ms per profiled MiniLM step, benchmarks/results/step_profile.md; on a
-        GPU the host's time is the step's floor)."""
-        main = getattr(self.model, "main_input_name", "input_ids")
-        if main not in inputs or not hasattr(self.model, "num_parameters"):
-            return super().floating_point_ops(inputs)
-        if getattr(self, "_flops_per_token", None) is None:
-            self._flops_per_token = 6 * self.model.num_parameters(exclude_embeddings=True)
-        return self._flops_per_token * inputs[main].numel()
-
-
-class DistillRecipeTrainer(RecipeTrainer, DistillTrainer):
-    """RecipeTrainer with the distillation loss (train.teacher)."""
-
-
-class Evaluations(TrainerCallback):
-    """The validation logits and metrics of every evaluation, by step: the best checkpoint's
-    figures and the calibration temperature then need no second pass over validation."""
-
-    def __init__(self):
-        self.pending, self.by_step = None, {}
-
-    def compute_metrics(self, eval_pred):
-        self.pending = (eval_pred.predictions, eval_pred.label_ids)
-        return accuracy(self.pending)
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.pending is not None:
-            self.by_step[state.global_step] = (*self.pending, dict(metrics or {}))
-            self.pending = None
-
-    def of_checkpoint(self, checkpoint):
-        """(logits, labels, metrics) of `checkpoint-N`'s evaluation, or None (e.g. resumed)."""
-        if not checkpoint:
-            return None
-        step = Path(checkpoint).name.rsplit("-", 1)[-1]
-        return self.by_step.get(int(step)) if step.isdigit() else None
 
 
 def tokenize(df, tokenizer, max_length):

@@ -1,0 +1,68 @@
+"""The Trainer as the recipe runs it: validation evaluated in its stored order, FLOPs counted
+without walking the parameters at every step, and every evaluation's logits kept, so the best
+checkpoint's figures and the confidence temperature need no second pass."""
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback
+
+from newslora.distill import DistillTrainer
+
+
+def accuracy(eval_pred):
+    logits, labels = eval_pred
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+class RecipeTrainer(Trainer):
+    """The Trainer, evaluating validation in its stored order (sorted by length, so each batch
+    pads to its own longest row). transformers applies `group_by_length` to evaluation too,
+    and on a validation set under 4 batches x 50 its "megabatches" are one batch each: every
+    batch is then a random draw padded to its longest row, and a pass took twice as long
+    (benchmarks/results/speed.md, eval-pass levers)."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size > 1:  # distributed: the Trainer's own sharding
+            return super()._get_eval_sampler(eval_dataset)
+        return SequentialSampler(eval_dataset)
+
+    def floating_point_ops(self, inputs):
+        """transformers' `total_flos` count, the parameters counted once, not at every step
+        (1.27 -> 0.11 ms per profiled MiniLM step, benchmarks/results/step_profile.md; on a
+        GPU the host's time is the step's floor)."""
+        main = getattr(self.model, "main_input_name", "input_ids")
+        if main not in inputs or not hasattr(self.model, "num_parameters"):
+            return super().floating_point_ops(inputs)
+        if getattr(self, "_flops_per_token", None) is None:
+            self._flops_per_token = 6 * self.model.num_parameters(exclude_embeddings=True)
+        return self._flops_per_token * inputs[main].numel()
+
+
+class DistillRecipeTrainer(RecipeTrainer, DistillTrainer):
+    """RecipeTrainer with the distillation loss (train.teacher)."""
+
+
+class Evaluations(TrainerCallback):
+    """The validation logits and metrics of every evaluation, by step: the best checkpoint's
+    figures and the calibration temperature then need no second pass over validation."""
+
+    def __init__(self):
+        self.pending, self.by_step = None, {}
+
+    def compute_metrics(self, eval_pred):
+        self.pending = (eval_pred.predictions, eval_pred.label_ids)
+        return accuracy(self.pending)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.pending is not None:
+            self.by_step[state.global_step] = (*self.pending, dict(metrics or {}))
+            self.pending = None
+
+    def of_checkpoint(self, checkpoint):
+        """(logits, labels, metrics) of `checkpoint-N`'s evaluation, or None (e.g. resumed)."""
+        if not checkpoint:
+            return None
+        step = Path(checkpoint).name.rsplit("-", 1)[-1]
+        return self.by_step.get(int(step)) if step.isdigit() else None
