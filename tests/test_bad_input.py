@@ -33,6 +33,7 @@ CORPUS = {
     "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "cannot read"),
     "truncated.csv.gz": (gzip.compress(b"label,text\n1,some news\n" * 50)[:40], "cannot read"),
     "truncated_array.json": (b'[{"label": 1, "text": "ok"}, {"label": 2', "cannot read as .json"),
+    "bare_texts.csv": (b"Stocks fell\nThe striker scored\n", "texts without a header"),
     "sheet.xlsx": (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), "a spreadsheet; save it as CSV"),
 }
 LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, evaluate, augment)

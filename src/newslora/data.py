@@ -258,6 +258,8 @@ def _text_series(df, spec, text_columns):
         hint = TEXT_HINT
         if len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
             hint = " (is the file comma-separated? a .tsv name reads tabs)"
+        elif len(df.columns) == 1 and " " in str(df.columns[0]):  # a text where a name should be
+            hint = f"{TEXT_HINT}; texts without a header: a first line `text`, or a .txt name"
         raise NewsloraError(
             f"{spec}: missing column 'text' (or 'title'/'description'); "
             f"has: {list(df.columns)}{hint}"
