@@ -6,8 +6,9 @@ from conftest import DATA, LABELS
 
 from newslora import NewsloraError
 from newslora.config import DataConfig
-from newslora.data import clean_text, load_examples, read_table
+from newslora.data import clean_text, load_examples
 from newslora.splits import split_train_val
+from newslora.tables import read_table
 
 
 @pytest.mark.parametrize(
@@ -150,6 +151,27 @@ def test_layouts_other_tools_write(name, content, encoding, tmp_path):
     path.write_text(content, encoding=encoding)
     df = load_examples(path, LABELS, need_labels=True)
     assert df["text"].tolist() == TEXTS and df["label"].tolist() == IDS
+
+
+def test_folders_a_dataset_was_saved_to(tmp_path):
+    """`datasets`' save_to_disk folder, a folder of Parquet shards (read in name order), and
+    what is neither."""
+    from datasets import Dataset, DatasetDict
+
+    rows = Dataset.from_dict({"text": TEXTS, "label": IDS})
+    rows.save_to_disk(tmp_path / "saved")
+    (tmp_path / "shards").mkdir()
+    for i in (0, 1):
+        rows.select([i]).to_parquet(tmp_path / "shards" / f"train-0000{i}-of-00002.parquet")
+    for folder in ("saved", "shards"):
+        df = load_examples(tmp_path / folder, LABELS, need_labels=True)
+        assert df["text"].tolist() == TEXTS and df["label"].tolist() == IDS, folder
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(tmp_path / "splits")
+    with pytest.raises(NewsloraError, match=r"splits \['test', 'train'\]; give one split's"):
+        read_table(tmp_path / "splits")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NewsloraError, match="empty: is a folder, expected a data file"):
+        read_table(tmp_path / "empty")
 
 
 def test_txt_is_one_text_per_line(tmp_path):

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from newslora.config import AG_NEWS_LABELS
-from newslora.data import is_hub_id
 from newslora.predict import EXPORT_CONFIG
+from newslora.tables import is_hub_id
 
 LIBRARIES = {"hf": "transformers", "adapter": "peft", "onnx": "onnx"}
 

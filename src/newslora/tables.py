@@ -1,0 +1,196 @@
+"""Tables: any supported source read into a raw DataFrame, its columns as in the file.
+
+Accepted sources:
+  * the official AG News CSV (no header; class 1-4, title, description);
+  * a CSV or TSV with a header (`label,title,description`, `label,text`, `text`, ...);
+  * Parquet, JSON lines (.jsonl, or .json as `datasets` writes it), a JSON array (.json);
+  * a .txt file: one text per line, no header (for prediction);
+  * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz;
+  * a pickled Hugging Face Dataset (.pkl), only with allow_pickle (unpickling runs code);
+  * a Hub dataset id, `owner/name[:split]`, loaded with `datasets` (needs the network or cache);
+  * a folder: a dataset `datasets` saved (save_to_disk), or Parquet shards.
+"""
+
+import bz2
+import codecs
+import csv
+import gzip
+import lzma
+import pickle
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from newslora import NewsloraError
+
+FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".json", ".txt", ".pkl", ".pickle")
+SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+# a byte-order mark says how a file is encoded (Excel writes UTF-8 with one, and its "Unicode
+# text" as UTF-16): it overrides the default utf-8, never an encoding the user named
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# compressed text files (`train.csv.gz`): pandas infers the compression from the name too
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _kind(path):
+    """The file's own suffix, under a compression suffix: `.csv` for `train.csv.gz`."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix in OPENERS else suffix
+
+
+def is_hub_id(spec):
+    """`owner/name` or `owner/name:split`; a missing `data/train.csv` is a missing file."""
+    if _kind(Path(spec)) in FILE_SUFFIXES:
+        return False
+    return re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.\[\]%:-]+)?", spec) is not None
+
+
+def _read_hub(spec):
+    import datasets
+
+    name, _, split = spec.partition(":")
+    try:
+        return datasets.load_dataset(name, split=split or "train").to_pandas()
+    except Exception as e:  # offline, unknown id, unknown split: all end the same way for a user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NewsloraError(
+            f"{spec}: not a local file, and the Hub dataset could not be loaded ({first})"
+        ) from None
+
+
+def _open(path, mode, **kw):
+    return OPENERS.get(Path(path).suffix.lower(), open)(path, mode, **kw)
+
+
+def _encoding(path, encoding):
+    """`encoding`, or the one a byte-order mark names when the setting is the default utf-8."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return encoding
+    with _open(path, "rb") as f:
+        head = f.read(3)
+    return next((name for bom, name in BOMS if head.startswith(bom)), encoding)
+
+
+def _first_row(path, sep, encoding):
+    csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
+    with _open(path, "rt", newline="", encoding=encoding) as f:  # blank lines: pandas skips them
+        return next((row for row in csv.reader(f, delimiter=sep) if any(row)), [])
+
+
+def _headerless_ag(first):
+    """The original AG News CSV has no header: its first row starts with a class number."""
+    return len(first) == 3 and first[0].strip().isdigit()
+
+
+def _read_csv(path, sep, encoding):
+    first = _first_row(path, sep, encoding)
+    if not first:
+        raise NewsloraError(f"{path}: empty file (no header, no rows)")
+    if _headerless_ag(first):
+        names = ["class", "title", "description"]
+        return pd.read_csv(
+            path, header=None, names=names, dtype=str, keep_default_na=False, encoding=encoding
+        )
+    seen = set()
+    for name in first:  # pandas would silently rename a second `text` to `text.1`
+        if name.strip() in seen:
+            raise NewsloraError(f"{path}: duplicated column '{name.strip()}' in the header")
+        seen.add(name.strip())
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
+
+
+def _read_json(path, encoding):
+    """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
+    (`datasets`' to_json writes lines to .json)."""
+    try:
+        df = pd.read_json(path, encoding=encoding)
+    except ValueError:
+        return pd.read_json(path, lines=True, encoding=encoding)
+    if len(df.columns) == 1 and len(df) and all(isinstance(v, dict) for v in df.iloc[:, 0]):
+        return pd.DataFrame(df.iloc[:, 0].tolist())
+    return df
+
+
+def _read_lines(path, encoding):
+    """One text per line, no header; blank lines stay rows, so IDs are line numbers - 1."""
+    with _open(path, "rt", encoding=encoding) as f:
+        return pd.DataFrame({"text": f.read().splitlines()})
+
+
+def _read_pickle(path, allow_pickle):
+    if not allow_pickle:
+        raise NewsloraError(
+            f"{path}: reading a pickle runs code from the file; pass --allow-pickle if you trust it"
+        )
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+    except Exception as e:  # any damaged or foreign file: unpickling errors have many types
+        raise NewsloraError(f"{path}: not a readable pickle ({type(e).__name__})") from None
+    if hasattr(obj, "to_pandas"):  # datasets.Dataset
+        return obj.to_pandas()
+    if isinstance(obj, (pd.DataFrame, dict, list)):
+        return pd.DataFrame(obj)
+    raise NewsloraError(f"{path}: pickle holds a {type(obj).__name__}, not a dataset or table")
+
+
+def _read_folder(path):
+    """A dataset `datasets` saved (save_to_disk), or a folder of Parquet shards (a Hub
+    dataset's `data/` as downloaded)."""
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise NewsloraError(f"{path}: holds the splits {splits}; give one split's folder")
+    if (path / "state.json").is_file():
+        import datasets
+
+        return datasets.load_from_disk(str(path)).to_pandas()
+    shards = sorted(path.glob("*.parquet"))
+    if not shards:
+        raise NewsloraError(
+            f"{path}: is a folder, expected a data file (or a saved dataset, or .parquet shards)"
+        )
+    return pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True)
+
+
+def read_table(spec, allow_pickle=False, encoding="utf-8"):
+    """Load any supported source as a raw DataFrame (columns as in the file)."""
+    path = Path(spec)
+    if not path.exists():
+        if is_hub_id(spec):
+            return _read_hub(spec)
+        raise NewsloraError(f"{spec}: file not found")
+    suffix = "folder" if path.is_dir() else _kind(path)
+    if suffix in SPREADSHEETS:
+        raise NewsloraError(f"{spec}: a spreadsheet; save it as CSV (or Parquet) and use that")
+    try:
+        if suffix == "folder":
+            return _read_folder(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".pkl", ".pickle"):
+            return _read_pickle(path, allow_pickle)
+        encoding = _encoding(path, encoding)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, encoding=encoding)
+        if suffix == ".json":
+            return _read_json(path, encoding)
+        if suffix == ".txt":
+            return _read_lines(path, encoding)
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding)
+    except NewsloraError:
+        raise
+    except UnicodeDecodeError as e:
+        raise NewsloraError(
+            f"{spec}: byte {e.start} is not valid {encoding} "
+            "(set data.encoding, or --encoding, e.g. latin-1)"
+        ) from None
+    except LookupError:
+        raise NewsloraError(f"{spec}: unknown encoding '{encoding}'") from None
+    except (ValueError, OSError, EOFError, lzma.LZMAError, csv.Error, pd.errors.ParserError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NewsloraError(f"{spec}: cannot read as {suffix or 'csv'}: {detail[:200]}") from None
