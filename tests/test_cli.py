@@ -25,11 +25,16 @@ def test_train_evaluate_predict_plot(tiny_run, tmp_path):
     assert metrics["rows"] == 7600 and sum(map(sum, metrics["confusion_matrix"])) == 7600
     assert set(metrics["per_class"]) == {"World", "Sports", "Business", "Sci/Tech"}
     submission = tmp_path / "submission.csv"
-    newslora("predict", tiny_run, DATA / "competition" / "test_unlabelled.csv", submission)
+    unlabelled = DATA / "competition" / "test_unlabelled.csv"
+    newslora("predict", tiny_run, unlabelled, submission)
     table = pd.read_csv(submission)
     assert list(table.columns) == ["ID", "Label"]
     assert table["ID"].tolist() == list(range(8000))
     assert table["Label"].between(0, 3).all()
+    config = tiny_run / "config.toml"  # INPUT left out: the run's data.predict
+    config.write_text(config.read_text().replace('predict = ""', f'predict = "{unlabelled}"'))
+    newslora("predict", tiny_run, tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_text() == submission.read_text()
     newslora("plot", tiny_run)
     for png in ("loss.png", "accuracy.png", "confusion.png"):
         assert (tiny_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

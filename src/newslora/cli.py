@@ -239,7 +239,12 @@ def build_parser():
 
     p = sub.add_parser("predict", help="write an ID,Label CSV for a file of texts")
     p.add_argument("run_dir")
-    p.add_argument("input", help="CSV/Parquet/JSONL with a text column (or .pkl, see below)")
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="file of texts: CSV/TSV/Parquet/JSON(L)/.txt, or .pkl (see below); "
+        "left out: the run's data.predict",
+    )
     p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")

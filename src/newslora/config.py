@@ -71,7 +71,7 @@ class DataConfig:
         "fancyzhx/ag_news:test",
         "Labelled data for `newslora evaluate` (final reports only; never used to select).",
     )
-    predict: str = _f("", "Unlabelled texts for `newslora predict` when no INPUT is given.")
+    predict: str = _f("", "Unlabelled texts for `newslora predict RUN OUTPUT` (no INPUT given).")
     labels: list = _f(AG_NEWS_LABELS, "Class names, in label-id order.")
     text_columns: list = _f(
         [],
