@@ -44,7 +44,7 @@ LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, eval
     "nan_label.csv": (b"label,text\n1,ok\n,bad\n", "row 2: field 'label' = ''"),
     "other_classes.csv": (
         b"category,text\ntech,a\npolitics,b\ntech,c\n",
-        "the file's classes are ['politics', 'tech']: list them in data.labels",
+        "the file's classes are ['politics', 'tech']: data.labels=politics,tech reads them",
     ),
     "ids_from_one.csv": (b"label,text\n1,a\n2,b\n3,c\n4,d\n", "ids from 1 are read from"),
 }

@@ -154,7 +154,7 @@ def _other_classes(values, class_id, n_labels):
     """A hint for a file labelled otherwise: in classes none of data.labels, or ids from 1."""
     names = sorted({str(v).strip() for v in values})
     if len(names) <= 50 and not any(class_id(n) is not None for n in names):
-        return f"; the file's classes are {names}: list them in data.labels"
+        return f"; the file's classes are {names}: data.labels={','.join(names)} reads them"
     numbers = {n.removesuffix(".0") for n in names}
     if numbers == {str(i) for i in range(1, n_labels + 1)}:
         return "; ids from 1 are read from a column named `class` (or `Class Index`)"
