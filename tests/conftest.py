@@ -26,7 +26,7 @@ def minilm_path():
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     """A 2-layer, 32-wide random BERT saved as a model folder, with MiniLM's real tokenizer."""
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,10 @@ def lively_bert(tmp_path_factory):
     """tiny_bert with weights drawn 25x wider (initializer_range 0.5). tiny_bert gives every
     text nearly the same [CLS] vector (its runs predict one class for every row); this one's
     outputs depend on the text, so labels vary from row to row, which agreement checks need."""
-    return save_tiny_bert(tmp_path_factory.mktemp("lively-bert"), initializer_range=0.5)
+    return save_tiny_encoder(tmp_path_factory.mktemp("lively-bert"), initializer_range=0.5)
 
 
-def save_tiny_bert(folder, model_type="bert", **config):
+def save_tiny_encoder(folder, model_type="bert", **config):
     """A 2-layer, 32-wide random encoder of `model_type`, with MiniLM's real tokenizer."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DATA, minilm_path, save_tiny_bert, trained_looking_model
+from conftest import DATA, minilm_path, save_tiny_encoder, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
 
@@ -182,7 +182,7 @@ def _plain_logits(folder, texts):
 def test_linear_head_and_full_finetune_export_exactly(model_type, pool, tmp_path, overrides):
     """BERT, DeBERTa and ModernBERT hand a pooled vector to `classifier`: newslora's linear
     head is that Linear."""
-    encoder = save_tiny_bert(tmp_path / model_type, model_type, initializer_range=0.5)
+    encoder = save_tiny_encoder(tmp_path / model_type, model_type, initializer_range=0.5)
     run = _moved_run(tmp_path / "run", encoder, *overrides)
     texts = pool["description"].head(300).tolist()
     _, logits_of = load_predictor(run)
@@ -205,7 +205,9 @@ def test_linear_head_and_full_finetune_export_exactly(model_type, pool, tmp_path
     )
     with torch.no_grad():  # unmerged LoRA against the merged weights: float rounding only
         got = plain(**batch).logits.numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-3 * max(1, np.abs(expected).max()))
+    # 2e-3 of the largest logit: ModernBERT under the floor's transformers 5.2 and torch 2.10
+    # put one of 1,200 logits 1.1e-3 of it away (3e-5 with today's releases)
+    np.testing.assert_allclose(got, expected, atol=2e-3 * max(1, np.abs(expected).max()))
 
 
 def test_a_base_that_classifies_other_classes_exports(lively_bert, pool, tmp_path):

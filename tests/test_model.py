@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import safetensors.torch
 import torch
-from conftest import LABELS, newslora, save_tiny_bert, tiny_config, trained_looking_model
+from conftest import LABELS, newslora, save_tiny_encoder, tiny_config, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
@@ -75,7 +75,7 @@ def test_mean_head_ignores_padding_and_differs_from_the_first_token(
 ):
     """The mean is over real tokens only: a text alone and padded in a batch score the same.
     (DeBERTa's pooler sits beside the encoder; ModernBERT pools in its own forward.)"""
-    encoder = save_tiny_bert(tmp_path / model_type, model_type, initializer_range=0.5)
+    encoder = save_tiny_encoder(tmp_path / model_type, model_type, initializer_range=0.5)
     path = write_config(tiny_config(encoder, small_train_csv, tmp_path / "run"))
     logits = {}
     for head in ("linear", "mean"):
@@ -141,7 +141,7 @@ def test_load_report_names_missing_encoder_weights_only(
     cfg = tiny_config(broken, small_train_csv, tmp_path / "run2")
     train = newslora("train", write_config(cfg))
     line = [x for x in train.stderr.splitlines() if "initialised at random" in x]
-    assert len(line) == 1 and "1 encoder weights" in line[0] and "layer.1.output.dense" in line[0]
+    assert len(line) == 1 and "1 encoder weight(s)" in line[0] and "layer.1.output.dense" in line[0]
 
 
 def test_a_classifier_of_other_classes_starts_a_run(tiny_bert, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import save_tiny_bert, tiny_config
+from conftest import save_tiny_encoder, tiny_config
 from safetensors.torch import load_file
 from transformers import Trainer
 
@@ -175,7 +175,7 @@ def test_other_encoder_families_learn_and_export(model_type, tmp_path, write_con
     every role adapted, the separable task learned, and the ONNX export predicts like the run."""
     from newslora.export import export_run
 
-    save_tiny_bert(tmp_path / model_type, model_type)
+    save_tiny_encoder(tmp_path / model_type, model_type)
     recipe = _train(write_config(_separable_config(tmp_path / model_type, tmp_path)))
     assert recipe.count.lora == 2 * (896 * 8 // 2)  # 2 layers, every role, r=8 (test_budget)
     assert recipe.val_metrics["eval_accuracy"] >= 0.9

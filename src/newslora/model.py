@@ -250,7 +250,7 @@ def _from_pretrained(path, hf_config, kwargs):
     missing = [k for k in [*info["missing_keys"], *misshapen] if not k.startswith(head)]
     if missing:
         warn(
-            f"{path}: {len(missing)} encoder weights not in the checkpoint, initialised at "
+            f"{path}: {len(missing)} encoder weight(s) not in the checkpoint, initialised at "
             f"random (first: {missing[0]})"
         )
     return model
