@@ -13,7 +13,7 @@ from dataclasses import replace
 import pandas as pd
 
 from newslora import NewsloraError, warn
-from newslora.tables import read_table
+from newslora.tables import column_names, read_table
 
 LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
 ONE_BASED_LABEL_COLUMNS = ("class", "class index")  # AG News' original CSV and Kaggle's copy
@@ -50,15 +50,6 @@ def clean_text(text):
 
 
 # --- normalising ------------------------------------------------------------------------------
-
-
-def _columns(df, spec):
-    """The table with its column names as a user reads them: `label, text` names `text`."""
-    names = [str(c).strip() for c in df.columns]
-    twice = next((n for n in names if names.count(n) > 1), None)
-    if twice is not None:
-        raise NewsloraError(f"{spec}: duplicated column '{twice}'")
-    return df.set_axis(names, axis=1)
 
 
 def _find(df, name):
@@ -192,7 +183,8 @@ def load_examples(
     for_prediction: every row is an input, so an empty text is kept (with a warning naming
     the rows) and any label column is ignored (unlabelled files carry placeholders like -1).
     `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1)."""
-    df = _columns(read_table(spec, allow_pickle=allow_pickle, encoding=encoding), spec)
+    df = read_table(spec, allow_pickle=allow_pickle, encoding=encoding)
+    df = df.set_axis(column_names(df.columns, spec), axis=1)
     if len(df) == 0:
         raise NewsloraError(f"{spec}: no rows")
     text = _text_series(df, spec, text_columns)

@@ -87,6 +87,16 @@ def _headerless_ag(first):
     return len(first) == 3 and first[0].strip().isdigit()
 
 
+def column_names(names, spec, where=""):
+    """Column names as a user reads them, surrounding spaces dropped (`label, text` names
+    `text`); a name given twice is refused."""
+    names = [str(n).strip() for n in names]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise NewsloraError(f"{spec}: duplicated column '{twice}'{where}")
+    return names
+
+
 def _read_csv(path, sep, encoding):
     first = _first_row(path, sep, encoding)
     if not first:
@@ -96,11 +106,7 @@ def _read_csv(path, sep, encoding):
         return pd.read_csv(
             path, header=None, names=names, dtype=str, keep_default_na=False, encoding=encoding
         )
-    seen = set()
-    for name in first:  # pandas would silently rename a second `text` to `text.1`
-        if name.strip() in seen:
-            raise NewsloraError(f"{path}: duplicated column '{name.strip()}' in the header")
-        seen.add(name.strip())
+    column_names(first, path, " in the header")  # before pandas renames a second `text` to `text.1`
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
 
 
