@@ -45,6 +45,10 @@ def save_tiny_encoder(folder, model_type="bert", **config):
     if model_type == "modernbert":  # its token ids default to ModernBERT's own vocabulary
         config |= dict(pad_token_id=0, bos_token_id=101, eos_token_id=102)
         config |= dict(cls_token_id=101, sep_token_id=102)
+    if model_type == "albert":  # MiniLM's tokenizer has 30,522 ids, ALBERT's vocabulary 30,000
+        config |= dict(vocab_size=30522)
+    if model_type == "longformer":  # its default 512-token window pads every batch to 512
+        config |= dict(attention_window=8)
     config = AutoConfig.for_model(
         model_type,
         hidden_size=32,

@@ -89,6 +89,19 @@ def test_clean_step_is_idempotent_and_keeps_labels(tmp_path, pool):
     assert once["label"].tolist() == pool.head(300)["label"].astype(int).tolist()
 
 
+def test_clean_step_keeps_a_files_own_classes_by_name(tmp_path, pool):
+    """A file labelled in other classes than data.labels is read in its own (as `train` reads
+    it) and written with their names: ids would be read back as AG News' classes."""
+    bbc = ["sport", "business", "politics", "tech", "entertainment"]
+    raw = pd.DataFrame(
+        {"category": [bbc[i % 5] for i in range(20)], "text": pool.head(20)["title"]}
+    )
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    proc = newslora("augment", "clean", tmp_path / "raw.csv", tmp_path / "clean.csv")
+    assert "classes read from the file" in proc.stderr
+    assert pd.read_csv(tmp_path / "clean.csv")["label"].tolist() == raw["category"].tolist()
+
+
 def test_synonym_rows_mix_into_training_without_validation_leaks(
     tiny_bert, small_train_csv, tmp_path, write_config
 ):

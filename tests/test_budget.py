@@ -1,9 +1,12 @@
 import pytest
 from conftest import REPO, newslora
 from transformers import (
+    AlbertConfig,
     BertConfig,
+    BigBirdConfig,
     DebertaV2Config,
     DistilBertConfig,
+    LongformerConfig,
     ModernBertConfig,
     MPNetConfig,
     RobertaConfig,
@@ -60,6 +63,9 @@ CONFIGS = {
     "modernbert": lambda: ModernBertConfig(
         **SIZES, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
     ),
+    # no entry in lora.ROLES: laid out as BERT is (lora.roles_of)
+    "longformer": lambda: LongformerConfig(**SIZES, attention_window=8),
+    "big_bird": lambda: BigBirdConfig(**SIZES),
 }
 # each role's module in layer 1, as the architecture names it (after peft's prefix)
 LAYER_1 = {
@@ -69,6 +75,8 @@ LAYER_1 = {
     "distilbert": "distilbert.transformer.layer.1.",
     "deberta-v2": "deberta.encoder.layer.1.",
     "modernbert": "model.layers.1.",
+    "longformer": "longformer.encoder.layer.1.",
+    "big_bird": "bert.encoder.layer.1.",
 }
 # the modules outside the encoder that the `linear` head keeps beside its own Linear
 KEPT_BY_LINEAR = {
@@ -123,6 +131,20 @@ def test_one_role_in_one_layer_adapts_exactly_that_matrix(model_type, tmp_path):
     assert len(_adapted(model)) == (1 if model_type == "modernbert" else 2) and all(
         n.startswith(LAYER_1[model_type]) for n in _adapted(model)
     )
+
+
+def test_albert_adapts_its_one_shared_layer_once(tmp_path):
+    """ALBERT runs one stored layer num_hidden_layers times: each role is one matrix, adapted
+    once (and counted once); a layer list past that one layer names the entry it misses."""
+    AlbertConfig(**SIZES, embedding_size=16).save_pretrained(tmp_path)
+    roles = ["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
+    model = _build(tmp_path, "lora.r=2", f"lora.targets={','.join(roles)}")
+    assert count_parameters(model).lora == 4 * 2 * (32 * 2) + 2 * (32 * 2 + 64 * 2)
+    layer = "albert.encoder.albert_layer_groups.0.albert_layers.0."
+    paths = ["attention.dense", "attention.key", "attention.query", "attention.value"]
+    assert _adapted(model) == [layer + p for p in [*paths, "ffn", "ffn_output"]]
+    with pytest.raises(NewsloraError, match="'query' matches no linear layer .* in layers"):
+        _build(tmp_path, "lora.r=2", "lora.targets=query", "lora.layers=[1]")
 
 
 def test_plain_names_match_suffixes_inside_the_layers_only(tmp_path):

@@ -6,7 +6,7 @@ from conftest import DATA, LABELS
 
 from newslora import NewsloraError
 from newslora.config import DataConfig
-from newslora.data import clean_text, load_examples
+from newslora.data import clean_text, load_examples, load_with_config
 from newslora.splits import split_train_val
 from newslora.tables import read_table
 
@@ -80,6 +80,42 @@ def test_label_names_and_id_column(tmp_path):
     df = load_examples(path, LABELS, need_labels=True)
     assert df["label"].tolist() == [1, 3, 3, 3, 0]
     assert df["id"].astype(str).tolist() == ["10", "11", "12", "13", "14"]
+
+
+@pytest.mark.parametrize(
+    "labels, names, ids",
+    [
+        (["tech", "politics", "Tech", "sport"], ["politics", "sport", "tech"], [2, 0, 2, 1]),
+        ([*range(10), 3.0], [str(i) for i in range(10)], [*range(10), 3]),  # ids 0..9
+        (
+            [5, 1, 2, 3, 4, 6, 7, 8, 9, 10],
+            [str(i) for i in range(1, 11)],
+            [4, 0, 1, 2, 3, *range(5, 10)],
+        ),
+        (["Sports", "World", "Sprots"], None, None),  # a typo among known classes
+        (["World", "politics", "tech"], ["politics", "tech", "World"], [2, 0, 1]),
+        ([0, 1, 2, 3, 4], None, None),  # 5 ids: mostly AG's; the error asks for 5 names
+        ([0, 2, 5, 6, 7, 8, 9], None, None),  # ids with gaps
+        (["tech", "politics", 5], None, None),  # names mixed with a number
+        (["tech", "politics", None], None, None),  # a blank label
+    ],
+)
+def test_a_file_in_other_classes_reads_in_its_own(tmp_path, labels, names, ids):
+    """own_labels (train, augment, with data.labels left at AG News' four): a file labelled
+    mostly in other classes reads in its own; anything else stays a one-line error."""
+    path = tmp_path / "other.csv"
+    pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels}).to_csv(
+        path, index=False
+    )
+    config = DataConfig()
+    if names is None:
+        with pytest.raises(NewsloraError, match="is not a valid label"):
+            load_with_config(config, path, own_labels=True)
+        return
+    df = load_with_config(config, path, own_labels=True)
+    assert df.attrs["labels"] == names and df["label"].tolist() == ids
+    with pytest.raises(NewsloraError, match="is not a valid label"):
+        load_with_config(config, path)  # only where asked: evaluate reads a run's classes
 
 
 @pytest.mark.parametrize(

@@ -177,11 +177,12 @@ def _plain_logits(folder, texts):
         ("bert", ["lora.full_finetune=true"]),
         ("deberta-v2", ["model.head=linear"]),
         ("modernbert", ["model.head=linear"]),
+        ("albert", ["model.head=linear"]),
     ],
 )
 def test_linear_head_and_full_finetune_export_exactly(model_type, pool, tmp_path, overrides):
-    """BERT, DeBERTa and ModernBERT hand a pooled vector to `classifier`: newslora's linear
-    head is that Linear."""
+    """BERT, DeBERTa, ModernBERT and ALBERT hand a pooled vector to `classifier`: newslora's
+    linear head is that Linear."""
     encoder = save_tiny_encoder(tmp_path / model_type, model_type, initializer_range=0.5)
     run = _moved_run(tmp_path / "run", encoder, *overrides)
     texts = pool["description"].head(300).tolist()
@@ -208,6 +209,24 @@ def test_linear_head_and_full_finetune_export_exactly(model_type, pool, tmp_path
     # 2e-3 of the largest logit: ModernBERT under the floor's transformers 5.2 and torch 2.10
     # put one of 1,200 logits 1.1e-3 of it away (3e-5 with today's releases)
     np.testing.assert_allclose(got, expected, atol=2e-3 * max(1, np.abs(expected).max()))
+
+
+def test_an_architecture_torch_export_cannot_trace_is_refused_for_onnx_only(pool, tmp_path, capsys):
+    """Longformer's chunked attention has a shape torch.export cannot trace: `--format onnx`
+    says so in one line and writes nothing; hf exports it and predicts like the run."""
+    encoder = save_tiny_encoder(tmp_path / "longformer", "longformer", initializer_range=0.5)
+    run = _moved_run(tmp_path / "run", encoder, "model.head=default")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(run), str(tmp_path / "onnx"), "--format", "onnx"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1, err
+    assert "torch.onnx cannot export this longformer model" in err[0]
+    assert not (tmp_path / "onnx").exists()
+    texts = pool["description"].head(50).tolist()
+    export_run(run, tmp_path / "hf", "hf")
+    _, torch_of = load_predictor(run)
+    got = _plain_logits(tmp_path / "hf", texts)
+    np.testing.assert_allclose(got, torch_of(texts, progress=False), atol=1e-4)
 
 
 def test_a_base_that_classifies_other_classes_exports(lively_bert, pool, tmp_path):

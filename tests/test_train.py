@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import save_tiny_encoder, tiny_config
+from conftest import newslora, save_tiny_encoder, tiny_config
 from safetensors.torch import load_file
 from transformers import Trainer
 
@@ -117,18 +117,22 @@ def test_resume_refuses_a_different_config_or_data(
         Recipe(load_config(config, ["train.precision=fp32"])).setup(resume=True)
 
 
-def _separable_csv(path, rows_per_class=60):
-    """Four classes, each with its own words: a task any working training loop solves."""
-    words = [
-        ["goal", "match", "league", "coach", "striker"],
-        ["shares", "profit", "market", "investor", "earnings"],
-        ["election", "minister", "treaty", "border", "embassy"],
-        ["software", "chip", "internet", "laptop", "satellite"],
-    ]
-    rng = random.Random(0)
+SEPARABLE_WORDS = [
+    ["goal", "match", "league", "coach", "striker"],
+    ["shares", "profit", "market", "investor", "earnings"],
+    ["election", "minister", "treaty", "border", "embassy"],
+    ["software", "chip", "internet", "laptop", "satellite"],
+    ["film", "actor", "album", "festival", "premiere"],
+]
+
+
+def _separable_csv(path, rows_per_class=60, classes=range(4), seed=0):
+    """Classes, each with its own words: a task any working training loop solves. `classes`:
+    the label written for each of the first len(classes) word lists."""
+    rng = random.Random(seed)
     rows = [
-        (k, " ".join(rng.choice(words[k]) for _ in range(6)))
-        for k in range(4)
+        (label, " ".join(rng.choice(SEPARABLE_WORDS[k]) for _ in range(6)))
+        for k, label in enumerate(classes)
         for _ in range(rows_per_class)
     ]
     rng.shuffle(rows)
@@ -169,15 +173,38 @@ def _separable_config(model, tmp_path):
     return text
 
 
-@pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert"])
+def test_a_file_in_its_own_classes_trains_evaluates_and_predicts(tiny_bert, tmp_path):
+    """data.labels left at AG News' four: a file labelled in five other classes (as BBC News
+    is) is read in its own, sorted; the run keeps them, so evaluate and predict read them."""
+    bbc = ["sport", "business", "politics", "tech", "entertainment"]
+    text = _separable_config(tiny_bert, tmp_path).replace("test = ", "# test = ")
+    (tmp_path / "config.toml").write_text(text.replace("max_steps = 80", "max_steps = 100"))
+    _separable_csv(tmp_path / "separable.csv", classes=bbc)
+    _separable_csv(tmp_path / "held_out.csv", 20, classes=bbc, seed=1)
+    proc = newslora("train", tmp_path / "config.toml", "train.precision=fp32")
+    assert "classes read from the file, not data.labels" in proc.stderr
+    run = tmp_path / "run"
+    assert load_config(run / "config.toml").data.labels == sorted(bbc)
+    newslora("evaluate", run, "--data", tmp_path / "held_out.csv", "--out", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["labels"] == sorted(bbc) and metrics["accuracy"] >= 0.9
+    newslora("predict", run, tmp_path / "held_out.csv", tmp_path / "p.csv", "--label-names")
+    held_out = pd.read_csv(tmp_path / "held_out.csv")
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    assert (predicted["Label"] == held_out["label"]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert", "albert"])
 def test_other_encoder_families_learn_and_export(model_type, tmp_path, write_config):
-    """DeBERTa-v2/v3 and ModernBERT (one fused query-key-value matrix) through the same recipe:
-    every role adapted, the separable task learned, and the ONNX export predicts like the run."""
+    """DeBERTa-v2/v3, ModernBERT (one fused query-key-value matrix) and ALBERT (one layer
+    shared by all, its head fed the first token only) through the same recipe: every role
+    adapted, the separable task learned, and the ONNX export predicts like the run."""
     from newslora.export import export_run
 
     save_tiny_encoder(tmp_path / model_type, model_type)
     recipe = _train(write_config(_separable_config(tmp_path / model_type, tmp_path)))
-    assert recipe.count.lora == 2 * (896 * 8 // 2)  # 2 layers, every role, r=8 (test_budget)
+    layers = 1 if model_type == "albert" else 2  # ALBERT stores one layer
+    assert recipe.count.lora == layers * (896 * 8 // 2)  # every role, r=8 (test_budget)
     assert recipe.val_metrics["eval_accuracy"] >= 0.9
     meta = export_run(tmp_path / "run", tmp_path / "onnx", "onnx")
     assert meta["check_max_abs_diff"] < 1e-3

@@ -72,7 +72,11 @@ class DataConfig:
         "Labelled data for `newslora evaluate` (final reports only; never used to select).",
     )
     predict: str = _f("", "Unlabelled texts for `newslora predict RUN OUTPUT` (no INPUT given).")
-    labels: list = _f(AG_NEWS_LABELS, "Class names, in label-id order.")
+    labels: list = _f(
+        AG_NEWS_LABELS,
+        "Class names, in label-id order. Left at AG News' four, `train` reads a file labelled "
+        "in other classes in its own: its names sorted, or its ids (the run keeps them).",
+    )
     text_columns: list = _f(
         [],
         "Columns joined (with a space) into the text; empty = `text`, else title+description. "

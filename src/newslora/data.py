@@ -13,6 +13,7 @@ from dataclasses import replace
 import pandas as pd
 
 from newslora import NewsloraError, warn
+from newslora.config import AG_NEWS_LABELS
 from newslora.tables import column_names, read_table
 
 LABEL_COLUMNS = ("label", "class", "Class Index", "labels", "category")
@@ -111,14 +112,19 @@ def _class_key(name):
     return re.sub("[^a-z0-9]", "", str(name).lower())
 
 
-def _label_ids(values, column, spec, labels):
-    """Map label values (ints, or class names) to 0..K-1; name the first bad row."""
-    offset = 1 if column.lower() in ONE_BASED_LABEL_COLUMNS else 0
+def _first_id(column):
+    return 1 if column.lower() in ONE_BASED_LABEL_COLUMNS else 0
+
+
+def _class_reader(labels, column):
+    """A function from a label's text to its id in `labels` (a class name in any case, Sci/Tech
+    as sci-tech, or an id; from 1 in AG News' own 1-based columns), None if it is none."""
+    offset = _first_id(column)
     exact = {name.lower(): i for i, name in enumerate(labels)}
     loose = {_class_key(name): i for i, name in enumerate(labels) if re.search("[a-z]", name, re.I)}
 
     def class_id(raw):
-        found = exact.get(raw.lower(), loose.get(_class_key(raw)))
+        found = exact.get(_plain(raw).lower(), loose.get(_class_key(raw)))
         if found is not None:
             return found
         try:
@@ -128,17 +134,52 @@ def _label_ids(values, column, spec, labels):
         ok = number.is_integer() and 0 <= number - offset < len(labels)
         return int(number) - offset if ok else None
 
+    return class_id
+
+
+def _plain(raw):
+    """A float column's id ("3.0") as "3"; anything else as given."""
+    return raw[:-2] if raw.endswith(".0") and raw[:-2].isdigit() else raw
+
+
+def _label_ids(values, column, spec, labels):
+    """Map label values (ints, or class names) to 0..K-1; name the first bad row."""
+    class_id = _class_reader(labels, column)
     ids = []
     for row, value in enumerate(values, start=1):
         raw = str(value).strip()
         ids.append(class_id(raw))
         if ids[-1] is None:
-            valid = f"{offset}..{len(labels) - 1 + offset}, or a class of data.labels: {labels}"
+            first = _first_id(column)
+            valid = f"{first}..{len(labels) - 1 + first}, or a class of data.labels: {labels}"
             raise NewsloraError(
                 f"{spec}: row {row}: field '{column}' = {raw!r} is not a valid label ({valid})"
                 + _other_classes(values, class_id, len(labels))
             )
     return ids
+
+
+MAX_CLASSES = 1000  # more distinct values than this are not classes (a text column?)
+
+
+def own_classes(values, column, labels):
+    """A file's own classes where it is labelled in others than `labels`: most of its distinct
+    values are none of them (a bad row among known classes is an error, not a new class).
+    Names are sorted; ids must run 0..K-1 or 1..K. None where the values are no such set."""
+    names = {}
+    for value in values:
+        raw = "" if pd.isna(value) else _plain(str(value).strip())
+        names.setdefault(raw.lower(), raw)  # "Sports" and "sports" are one class, as read
+    if not 2 <= len(names) <= MAX_CLASSES or "" in names:
+        return None
+    class_id = _class_reader(labels, column)
+    if 2 * sum(class_id(n) is None for n in names.values()) <= len(names):
+        return None
+    numbers = sorted(int(n) for n in names.values() if n.isascii() and n.isdigit())
+    if not numbers:
+        return sorted(names.values(), key=str.lower)
+    runs = (list(range(first, first + len(names))) for first in (0, 1))
+    return [str(n) for n in numbers] if numbers in runs else None
 
 
 def _other_classes(values, class_id, n_labels):
@@ -149,6 +190,8 @@ def _other_classes(values, class_id, n_labels):
     numbers = {n.removesuffix(".0") for n in names}
     if numbers == {str(i) for i in range(1, n_labels + 1)}:
         return "; ids from 1 are read from a column named `class` (or `Class Index`)"
+    if numbers == {str(i) for i in range(len(numbers))}:
+        return f"; the file has ids 0..{len(numbers) - 1}: data.labels needs {len(numbers)} names"
     return ""
 
 
@@ -177,12 +220,16 @@ def load_examples(
     allow_pickle=False,
     encoding="utf-8",
     for_prediction=False,
+    own_labels=False,
 ):
     """Read `spec` into a DataFrame with `text`, `label` (int, if present or needed) and `id`.
 
     for_prediction: every row is an input, so an empty text is kept (with a warning naming
     the rows) and any label column is ignored (unlabelled files carry placeholders like -1).
-    `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1)."""
+    own_labels: a file labelled mostly in other classes than `labels` is read in its own
+    (own_classes), with a warning.
+    `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1);
+    `out.attrs["labels"]` the class names its label ids index."""
     df = read_table(spec, allow_pickle=allow_pickle, encoding=encoding)
     df = df.set_axis(column_names(df.columns, spec), axis=1)
     if len(df) == 0:
@@ -204,10 +251,25 @@ def load_examples(
             out[extra] = df[extra].to_numpy()
     column = None if for_prediction else _label_column(df, spec, label_column)
     if column is not None:
-        out["label"] = _label_ids(df[column].tolist(), column, spec, labels)
+        out["label"], labels = _labels(df[column].tolist(), column, spec, labels, own_labels)
     elif need_labels and not for_prediction:
         raise NewsloraError(f"{spec}: missing column 'label' (has: {list(df.columns)}){LABEL_HINT}")
+    out.attrs["labels"] = list(labels)
     return out
+
+
+def _labels(values, column, spec, labels, own_labels):
+    """Label ids, and the class names they index: `labels`, or with `own_labels` the file's
+    own classes where `labels` does not read the file."""
+    try:
+        return _label_ids(values, column, spec, labels), labels
+    except NewsloraError:
+        own = own_labels and own_classes(values, column, labels)
+        if not own:
+            raise
+    shown = own if len(own) <= 10 else [*own[:10], f"... ({len(own)} in all)"]
+    warn(f"{spec}: classes read from the file, not data.labels {list(labels)}: {shown}")
+    return _label_ids(values, column, spec, own), own
 
 
 def for_file(data_cfg, encoding=None, text_columns=None, label_column=None):
@@ -216,8 +278,12 @@ def for_file(data_cfg, encoding=None, text_columns=None, label_column=None):
     return replace(data_cfg, **{k: v for k, v in given.items() if v})
 
 
-def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False, for_prediction=False):
-    """Load `spec` with a config's labels, text/label columns, encoding and cleaning."""
+def load_with_config(
+    data_cfg, spec, need_labels=True, allow_pickle=False, for_prediction=False, own_labels=False
+):
+    """Load `spec` with a config's labels, text/label columns, encoding and cleaning.
+    own_labels: where data.labels is left at AG News' four, a file labelled in other classes is
+    read in its own (own_classes), named in `out.attrs["labels"]`."""
     if not spec:
         raise NewsloraError(
             "no data file given (set it in the config's [data] or on the command line)"
@@ -232,4 +298,5 @@ def load_with_config(data_cfg, spec, need_labels=True, allow_pickle=False, for_p
         allow_pickle=allow_pickle,
         encoding=data_cfg.encoding,
         for_prediction=for_prediction,
+        own_labels=own_labels and list(data_cfg.labels) == AG_NEWS_LABELS,
     )

@@ -14,9 +14,11 @@ written, the export is loaded back the way its users will load it and compared w
 own model on probe texts: an export that would predict differently is never written.
 """
 
+import io
 import json
 import shutil
 import warnings
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +177,7 @@ def _to_onnx(model, example, path):
     """torch.onnx's dynamo exporter (the TorchScript one bakes the traced padding into the
     graph), with dynamic batch and sequence axes."""
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with warnings.catch_warnings(), errors_only("torch.onnx"):
+    with warnings.catch_warnings(), errors_only("torch"), _untraceable(model):
         warnings.simplefilter("ignore")  # notes on axis names, torchvision, pytree deprecations
         torch.onnx.export(
             model,
@@ -189,6 +191,21 @@ def _to_onnx(model, example, path):
             external_data=False,
             verbose=False,
         )
+
+
+@contextmanager
+def _untraceable(model):
+    """torch.export cannot trace some architectures (Longformer's chunked attention, on a
+    data-dependent shape): one line naming the model and the formats that do export it."""
+    try:
+        with redirect_stderr(io.StringIO()):  # where torch.export prints the graph it failed on
+            yield
+    except Exception as e:  # torch.onnx wraps each exporter step's failure in its own types
+        cause = e.__cause__ or e
+        raise NewsloraError(
+            f"--format onnx: torch.onnx cannot export this {model.config.model_type} model "
+            f"({type(cause).__name__} while tracing it); --format hf and adapter export it"
+        ) from None
 
 
 def _quantize_int8(source, target):

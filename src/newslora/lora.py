@@ -2,7 +2,8 @@
 and peft's LoraConfig for a config's roles, layers and head.
 
 Adding an encoder family: add where its roles sit to ROLES, and a tiny model of it built from
-a config in the tests (tests/test_budget.py, CONFIGS).
+a config in the tests (tests/test_budget.py, CONFIGS). A family laid out as one already there
+needs no entry (roles_of).
 """
 
 from peft import LoraConfig
@@ -51,7 +52,29 @@ ROLES = {
         "ffn_in": "ffn.lin1",
         "ffn_out": "ffn.lin2",
     },
+    "albert": {  # one layer's weights, shared by every layer: adapted once, as they are stored
+        "query": "attention.query",
+        "key": "attention.key",
+        "value": "attention.value",
+        "attention_output": "attention.dense",
+        "ffn_in": "ffn",
+        "ffn_out": "ffn_output",
+    },
 }
+
+
+def roles_of(model):
+    """Where the roles sit in `model`: its family's entry in ROLES, or for a family not there,
+    the first entry whose every role names one of its linear layers (Longformer, BigBird,
+    RoFormer, MegatronBERT and others are laid out as BERT is); {} if none fits."""
+    known = ROLES.get(model.config.model_type)
+    if known:
+        return known
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for layout in ROLES.values():
+        if all(any(_ends_with(n, [path]) for n in names) for path in layout.values()):
+            return layout
+    return {}
 
 
 def head_modules(model):
@@ -74,7 +97,7 @@ def lora_config(cfg, model, targets=None):
     `attention.output.dense`, so a role that was not chosen but whose path a chosen role's
     suffix hits is excluded (unless a plain-name target asks for it)."""
     targets = cfg.lora.targets if targets is None else targets
-    roles = ROLES.get(model.config.model_type, {})
+    roles = roles_of(model)
     suffixes = [roles.get(t, t) for t in targets]
     names = [t for t in targets if t not in roles]
     excluded = [

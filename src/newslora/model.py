@@ -156,6 +156,9 @@ def install_mean_head(model, hidden, n_labels):
     for owner in (encoder, model):  # BERT's pooler sits in the encoder, DeBERTa's beside it
         if getattr(owner, "pooler", None) is not None:
             owner.pooler = nn.Identity()  # the head receives the whole sequence and pools it
+    if hasattr(encoder, "pooler_activation"):  # ALBERT cuts the first token before its pooler
+        encoder.pooler_activation = nn.Identity()
+        encoder.register_forward_hook(_sequence_as_pooled)
 
     def keep_mask(_module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -166,6 +169,11 @@ def install_mean_head(model, hidden, n_labels):
                 head.mask = torch.ones_like(ids) if mask is None else mask
 
     encoder.register_forward_pre_hook(keep_mask, with_kwargs=True)
+
+
+def _sequence_as_pooled(_module, _args, output):
+    output["pooler_output"] = output["last_hidden_state"]  # what the head reads, in full
+    return output
 
 
 # the encoder's dropout probabilities, by the names transformers' configs give them

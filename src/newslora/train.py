@@ -105,10 +105,11 @@ class Recipe:
     def setup(self, resume=False):
         if resume:  # lora.r = "auto" was resolved once, at the start: keep that number
             self.cfg = _stored_rank(self.cfg, self.run_dir / "checkpoints" / RUN_STATE)
+        real = self._training_file()
         self.cfg = cfg = resolve_rank(self.cfg)  # lora.r = "auto" -> a number, saved as such
         check_budget(count_config(cfg), cfg.train.budget)  # refuse before loading any weights
         set_seed(cfg.train.seed)
-        real, self.val_df = split_train_val(load_with_config(cfg.data, cfg.data.train), cfg.data)
+        real, self.val_df = split_train_val(real, cfg.data)
         test_texts, why = held_out_texts(cfg.data)
         if test_texts is None:
             warn(f"training rows not checked against the test set: {why}")
@@ -143,6 +144,14 @@ class Recipe:
             callbacks=[self.evaluations, *self._callbacks()],
         )
         return self
+
+    def _training_file(self):
+        """data.train, read; data.labels left at AG News' four becomes the file's own classes
+        where it is labelled in others (the run saves them: evaluate and predict read them)."""
+        data = self.cfg.data
+        real = load_with_config(data, data.train, own_labels=True)
+        self.cfg = replace(self.cfg, data=replace(data, labels=real.attrs["labels"]))
+        return real
 
     def _warm_start(self):
         """train.init_from: that run's adapter and head replace the fresh ones."""

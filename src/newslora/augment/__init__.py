@@ -45,18 +45,27 @@ def _table(df, source, origin=None):
     return out
 
 
+def _read(data_cfg, spec, allow_pickle=False):
+    """The input, labels kept when present: as ids of data.labels, or as the file's own class
+    names where it is labelled in others (load_with_config's own_labels), as `train` reads them."""
+    df = load_with_config(
+        data_cfg, spec, need_labels=False, allow_pickle=allow_pickle, own_labels=True
+    )
+    if "label" in df and df.attrs["labels"] != list(data_cfg.labels):
+        df["label"] = [df.attrs["labels"][i] for i in df["label"]]
+    return df
+
+
 def clean_file(data_cfg, input_spec, output, allow_pickle=False):
     """The input's texts, cleaned (data.clean_text), labels kept when present."""
-    df = load_with_config(
-        replace(data_cfg, clean=True), input_spec, need_labels=False, allow_pickle=allow_pickle
-    )
+    df = _read(replace(data_cfg, clean=True), input_spec, allow_pickle)
     return write_table(_table(df, "real"), output)
 
 
 def synonyms_file(data_cfg, input_spec, output, syn_cfg):
     """`syn_cfg.copies` synonym-augmented copies of every input row (a config.SynonymConfig),
     after the input rows themselves with `syn_cfg.keep_original`."""
-    df = load_with_config(data_cfg, input_spec, need_labels=False)
+    df = _read(data_cfg, input_spec)
     augmenter = SynonymAugmenter(syn_cfg)
     parts = [_table(df, "real")] if syn_cfg.keep_original else []
     for copy in range(syn_cfg.copies):
