@@ -5,7 +5,7 @@ import pytest
 
 from newslora import NewsloraError
 from newslora.config import DataConfig
-from newslora.splits import normalise, training_rows
+from newslora.splits import held_out_texts, normalise, training_rows
 
 
 def _rows(texts, label=0):
@@ -76,3 +76,13 @@ def test_nothing_left_is_an_error():
     val = _rows(["Oil prices rise"])
     with pytest.raises(NewsloraError, match="no training rows left"):
         training_rows(_rows(["oil prices rise"]), val, DataConfig(train="t.csv"))
+
+
+def test_test_texts_are_read_whatever_their_labels(tmp_path):
+    """The leak guard needs the test file's texts only: a test file labelled in classes the
+    run does not have is still read, not skipped with a warning."""
+    test = tmp_path / "test.csv"
+    labels = ["space", "sport"]
+    pd.DataFrame({"text": ["Mars rover lands", "Cup final"], "label": labels}).to_csv(test)
+    texts, why = held_out_texts(DataConfig(test=str(test)))
+    assert why is None and texts == {normalise("Mars rover lands"), normalise("Cup final")}

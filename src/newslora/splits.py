@@ -62,8 +62,8 @@ def normalise(text):
 
 def held_out_texts(data_cfg):
     """Normalised texts of the test set (data.test), or (None, why) when it cannot be read."""
-    try:
-        test = load_with_config(data_cfg, data_cfg.test, need_labels=False)
+    try:  # its texts only: a test file in other classes than the run's is still checked
+        test = load_with_config(data_cfg, data_cfg.test, need_labels=False, for_prediction=True)
     except NewsloraError as e:
         return None, str(e)
     return set(test["text"].map(normalise)), None
