@@ -183,10 +183,15 @@ def own_classes(values, column, labels):
 
 
 def _other_classes(values, class_id, n_labels):
-    """A hint for a file labelled otherwise: in classes none of data.labels, or ids from 1."""
+    """A hint for a file labelled otherwise: in classes none of data.labels, in some other
+    names besides them, or in ids from 1 or past data.labels."""
     names = sorted({str(v).strip() for v in values})
-    if len(names) <= 50 and not any(class_id(n) is not None for n in names):
+    unknown = [n for n in names if class_id(n) is None]
+    if len(names) <= 50 and len(unknown) == len(names):
         return f"; the file's classes are {names}: data.labels={','.join(names)} reads them"
+    other_names = [n for n in unknown if re.search("[a-z]", n, re.I)]
+    if 2 <= len(other_names) <= 20:  # one is the value the error names already
+        return f"; names not in data.labels: {other_names}"
     numbers = {n.removesuffix(".0") for n in names}
     if numbers == {str(i) for i in range(1, n_labels + 1)}:
         return "; ids from 1 are read from a column named `class` (or `Class Index`)"
