@@ -210,6 +210,31 @@ def test_folders_a_dataset_was_saved_to(tmp_path):
         read_table(tmp_path / "empty")
 
 
+def test_a_class_label_column_is_read_by_its_names(tmp_path):
+    """A ClassLabel column (AG News on the Hub, a saved or pickled Dataset) carries its class
+    names: they are matched to data.labels by name, and with data.labels left at AG News'
+    four a dataset in other classes is read in its own, in the ClassLabel's order (so ids stay
+    the dataset's); data.labels set to other names reads the ids by position, as before."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    def saved(names, ids, folder):
+        features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+        texts = [f"t{i}" for i in range(len(ids))]
+        Dataset.from_dict({"text": texts, "label": ids}, features=features).save_to_disk(folder)
+        return folder
+
+    shuffled = saved(["Sci/Tech", "World", "Business", "Sports"], [0, 1, 2, 3], tmp_path / "ag")
+    assert load_with_config(DataConfig(), shuffled)["label"].tolist() == [3, 0, 2, 1]
+    emotions = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+    emotion = saved(emotions, [5, 0, 1, 2, 3, 4], tmp_path / "emotion")
+    df = load_with_config(DataConfig(), emotion, own_labels=True)
+    assert df.attrs["labels"] == emotions and df["label"].tolist() == [5, 0, 1, 2, 3, 4]
+    with pytest.raises(NewsloraError, match="= 'surprise' is not a valid label"):
+        load_with_config(DataConfig(), emotion)  # evaluate, with an AG run: names, not ids
+    df = load_with_config(DataConfig(labels=list("abcdef")), emotion)
+    assert df["label"].tolist() == [5, 0, 1, 2, 3, 4]
+
+
 def test_txt_is_one_text_per_line(tmp_path):
     path = tmp_path / "texts.txt"
     path.write_text("label,text\n\nStocks fall\n")  # no header: the first line is a text

@@ -236,6 +236,7 @@ def load_examples(
     `out.attrs["id_column"]` names the column the IDs came from (None: 0..n-1);
     `out.attrs["labels"]` the class names its label ids index."""
     df = read_table(spec, allow_pickle=allow_pickle, encoding=encoding)
+    class_names = {str(k).strip(): v for k, v in df.attrs.get("class_names", {}).items()}
     df = df.set_axis(column_names(df.columns, spec), axis=1)
     if len(df) == 0:
         raise NewsloraError(f"{spec}: no rows")
@@ -256,22 +257,38 @@ def load_examples(
             out[extra] = df[extra].to_numpy()
     column = None if for_prediction else _label_column(df, spec, label_column)
     if column is not None:
-        out["label"], labels = _labels(df[column].tolist(), column, spec, labels, own_labels)
+        values, names = df[column].tolist(), class_names.get(column)
+        out["label"], labels = _labels(values, column, spec, labels, own_labels, names)
     elif need_labels and not for_prediction:
         raise NewsloraError(f"{spec}: missing column 'label' (has: {list(df.columns)}){LABEL_HINT}")
     out.attrs["labels"] = list(labels)
     return out
 
 
-def _labels(values, column, spec, labels, own_labels):
+def _labels(values, column, spec, labels, own_labels, names=None):
     """Label ids, and the class names they index: `labels`, or with `own_labels` the file's
-    own classes where `labels` does not read the file."""
+    own classes where `labels` does not read the file. `names`: a ClassLabel column's class
+    names (tables.dataset_frame), matched to `labels` by name first, and with `own_labels`
+    taken in their own order; else its ids are read by position, as any file's."""
+    by_name = None
+    if names:
+        named = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in values]
+        try:
+            return _label_ids(named, column, spec, labels), labels
+        except NewsloraError as e:
+            if own_labels:
+                return _own(named, column, spec, labels, names)
+            by_name = e  # the error to show if the ids do not read either: it names classes
     try:
         return _label_ids(values, column, spec, labels), labels
-    except NewsloraError:
+    except NewsloraError as e:
         own = own_labels and own_classes(values, column, labels)
         if not own:
-            raise
+            raise (by_name or e) from None
+    return _own(values, column, spec, labels, own)
+
+
+def _own(values, column, spec, labels, own):
     shown = own if len(own) <= 10 else [*own[:10], f"... ({len(own)} in all)"]
     warn(f"{spec}: classes read from the file, not data.labels {list(labels)}: {shown}")
     return _label_ids(values, column, spec, own), own

@@ -55,12 +55,25 @@ def _read_hub(spec):
 
     name, _, split = spec.partition(":")
     try:
-        return datasets.load_dataset(name, split=split or "train").to_pandas()
+        dataset = datasets.load_dataset(name, split=split or "train")
     except Exception as e:  # offline, unknown id, unknown split: all end the same way for a user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NewsloraError(
             f"{spec}: not a local file, and the Hub dataset could not be loaded ({first})"
         ) from None
+    return dataset_frame(dataset)
+
+
+def dataset_frame(dataset):
+    """A `datasets.Dataset` as a DataFrame; `attrs["class_names"]` keeps the names of each
+    ClassLabel column (AG News on the Hub stores ids 0..3 with World ... Sci/Tech)."""
+    df = dataset.to_pandas()
+    df.attrs["class_names"] = {
+        column: list(feature.names)
+        for column, feature in dataset.features.items()
+        if type(feature).__name__ == "ClassLabel"
+    }
+    return df
 
 
 def _open(path, mode, **kw):
@@ -138,7 +151,9 @@ def _read_pickle(path, allow_pickle):
             obj = pickle.load(f)
     except Exception as e:  # any damaged or foreign file: unpickling errors have many types
         raise NewsloraError(f"{path}: not a readable pickle ({type(e).__name__})") from None
-    if hasattr(obj, "to_pandas"):  # datasets.Dataset
+    if hasattr(obj, "features") and hasattr(obj, "to_pandas"):  # datasets.Dataset
+        return dataset_frame(obj)
+    if hasattr(obj, "to_pandas"):  # a pyarrow Table
         return obj.to_pandas()
     if isinstance(obj, (pd.DataFrame, dict, list)):
         return pd.DataFrame(obj)
@@ -154,7 +169,7 @@ def _read_folder(path):
     if (path / "state.json").is_file():
         import datasets
 
-        return datasets.load_from_disk(str(path)).to_pandas()
+        return dataset_frame(datasets.load_from_disk(str(path)))
     shards = sorted(path.glob("*.parquet"))
     if not shards:
         raise NewsloraError(
