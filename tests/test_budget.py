@@ -26,6 +26,20 @@ def test_seed_recipes_count_exactly_offline():
     assert "667,396" in out
 
 
+def test_budget_counts_the_head_for_the_training_files_own_classes(tmp_path):
+    """data.labels left at AG News' four and a local training file in five classes of its
+    own: `budget` counts the 5-class head that `train` builds; a Hub dataset is not read."""
+    _tiny("bert", tmp_path)
+    classes = ["sport", "business", "politics", "tech", "entertainment"]
+    (tmp_path / "bbc.csv").write_text("label,text\n" + "".join(f"{c},a\n" for c in classes))
+    args = [f"model.name={tmp_path}", "model.head=linear", f"data.train={tmp_path / 'bbc.csv'}"]
+    config = REPO / "configs" / "demo.toml"
+    out = newslora("budget", config, *args).stdout
+    assert f"head       {32 * 5 + 5:>11,}   linear, 5 classes" in out
+    out = newslora("budget", config, *args[:2], "data.train=owner/dataset:train").stdout
+    assert f"{32 * 4 + 4:>11,}   linear, 4 classes" in out
+
+
 def test_seed000_breakdown_matches_the_arithmetic():
     count = count_config(load_config(REPO / "configs" / "seed000.toml"))
     assert count.lora == 3 * 12 * 2 * 768 * 4  # q,k,v x 12 layers x (A + B) x r=4

@@ -74,7 +74,7 @@ def report(cfg, count):
         where = f"r={lora.r} alpha={lora.alpha:g} on {', '.join(lora.targets)}, {layers}"
     rows = [
         ("lora", count.lora, where),
-        ("head", count.head, cfg.model.head),
+        ("head", count.head, f"{cfg.model.head}, {len(cfg.data.labels)} classes"),
         ("bias", count.bias, "" if lora.full_finetune else f"bias={lora.bias}"),
         ("other", count.other, ""),
     ]

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import warnings
+from dataclasses import replace
 
 from newslora import NewsloraError, __version__
 from newslora.flags import (
@@ -98,8 +99,10 @@ def cmd_predict(args):
 def cmd_budget(args):
     from newslora.budget import check_budget, count_config, plan, plan_report, report, resolve_rank
     from newslora.config import load_config
+    from newslora.data import training_labels
 
     cfg = load_config(args.config, args.overrides)
+    cfg = replace(cfg, data=replace(cfg.data, labels=training_labels(cfg.data)))
     if args.plan:
         print(plan_report(cfg, *plan(cfg)))
         return

@@ -9,6 +9,7 @@ labels mapped to ids (numbers, or class names of data.labels).
 import html
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -292,6 +293,15 @@ def _own(values, column, spec, labels, own):
     shown = own if len(own) <= 10 else [*own[:10], f"... ({len(own)} in all)"]
     warn(f"{spec}: classes read from the file, not data.labels {list(labels)}: {shown}")
     return _label_ids(values, column, spec, own), own
+
+
+def training_labels(data_cfg):
+    """The class names `train` will use: data.labels, or where they are left at AG News' four
+    the classes of a local training file labelled in others (`budget` counts that head)."""
+    spec = data_cfg.train
+    if list(data_cfg.labels) != AG_NEWS_LABELS or not spec or not Path(spec).exists():
+        return list(data_cfg.labels)  # a Hub dataset is not downloaded for a count
+    return load_with_config(replace(data_cfg, clean=False), spec, own_labels=True).attrs["labels"]
 
 
 def for_file(data_cfg, encoding=None, text_columns=None, label_column=None):
