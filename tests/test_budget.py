@@ -4,6 +4,7 @@ from transformers import (
     AlbertConfig,
     BertConfig,
     BigBirdConfig,
+    DebertaConfig,
     DebertaV2Config,
     DistilBertConfig,
     LongformerConfig,
@@ -73,6 +74,7 @@ CONFIGS = {
     "distilbert": lambda: DistilBertConfig(
         dim=32, n_layers=3, n_heads=2, hidden_dim=64, vocab_size=100, max_position_embeddings=64
     ),
+    "deberta": lambda: DebertaConfig(**SIZES),  # DeBERTa v1: one in_proj for q, k and v
     "deberta-v2": lambda: DebertaV2Config(**SIZES),
     "modernbert": lambda: ModernBertConfig(
         **SIZES, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2
@@ -87,6 +89,7 @@ LAYER_1 = {
     "roberta": "roberta.encoder.layer.1.",
     "mpnet": "mpnet.encoder.layer.1.",
     "distilbert": "distilbert.transformer.layer.1.",
+    "deberta": "deberta.encoder.layer.1.",
     "deberta-v2": "deberta.encoder.layer.1.",
     "modernbert": "model.layers.1.",
     "longformer": "longformer.encoder.layer.1.",
@@ -95,6 +98,7 @@ LAYER_1 = {
 # the modules outside the encoder that the `linear` head keeps beside its own Linear
 KEPT_BY_LINEAR = {
     "distilbert": 32 * 32 + 32,
+    "deberta": 32 * 32 + 32,
     "deberta-v2": 32 * 32 + 32,
     "modernbert": 32 * 32 + 32,
 }
@@ -129,6 +133,8 @@ def test_roles_resolve_on_each_architecture(model_type, tmp_path):
     matrices = 6
     if model_type == "modernbert":  # Wqkv (32 -> 96), Wo, Wi (32 -> 2 x 64, gated), mlp.Wo
         per_layer, matrices = 2 * (32 + 96) + 2 * 64 + 2 * (32 + 128) + 2 * (64 + 32), 4
+    if model_type == "deberta":  # in_proj (32 -> 96), attention output, intermediate, output
+        per_layer, matrices = 2 * (32 + 96) + 2 * 64 + 2 * (32 + 64) + 2 * (64 + 32), 4
     count = count_parameters(model)
     assert count.lora == 3 * per_layer
     assert count.head == 32 * 4 + 4 + KEPT_BY_LINEAR.get(model_type, 0)
@@ -142,7 +148,8 @@ def test_one_role_in_one_layer_adapts_exactly_that_matrix(model_type, tmp_path):
     model = _build(name, "lora.r=2", "lora.targets=ffn_out", "lora.layers=[1]")
     assert _adapted(model) == [LAYER_1[model_type] + FFN_OUT.get(model_type, "output.dense")]
     model = _build(name, "lora.r=2", "lora.targets=query,value", "lora.layers=[1]")
-    assert len(_adapted(model)) == (1 if model_type == "modernbert" else 2) and all(
+    fused = model_type in ("modernbert", "deberta")  # one matrix for query, key and value
+    assert len(_adapted(model)) == (1 if fused else 2) and all(
         n.startswith(LAYER_1[model_type]) for n in _adapted(model)
     )
 

@@ -175,6 +175,7 @@ def _plain_logits(folder, texts):
     [
         ("bert", ["model.head=linear"]),
         ("bert", ["lora.full_finetune=true"]),
+        ("deberta", ["model.head=linear"]),
         ("deberta-v2", ["model.head=linear"]),
         ("modernbert", ["model.head=linear"]),
         ("albert", ["model.head=linear"]),

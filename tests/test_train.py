@@ -194,17 +194,18 @@ def test_a_file_in_its_own_classes_trains_evaluates_and_predicts(tiny_bert, tmp_
     assert (predicted["Label"] == held_out["label"]).mean() >= 0.9
 
 
-@pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert", "albert"])
+@pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert", "albert", "deberta"])
 def test_other_encoder_families_learn_and_export(model_type, tmp_path, write_config):
-    """DeBERTa-v2/v3, ModernBERT (one fused query-key-value matrix) and ALBERT (one layer
-    shared by all, its head fed the first token only) through the same recipe: every role
-    adapted, the separable task learned, and the ONNX export predicts like the run."""
+    """DeBERTa-v2/v3, ModernBERT and DeBERTa v1 (one fused query-key-value matrix) and ALBERT
+    (one layer shared by all, its head fed the first token only) through the same recipe:
+    every role adapted, the separable task learned, and the ONNX export predicts like the run."""
     from newslora.export import export_run
 
     save_tiny_encoder(tmp_path / model_type, model_type)
     recipe = _train(write_config(_separable_config(tmp_path / model_type, tmp_path)))
     layers = 1 if model_type == "albert" else 2  # ALBERT stores one layer
-    assert recipe.count.lora == layers * (896 * 8 // 2)  # every role, r=8 (test_budget)
+    per_layer = 8 * (128 + 64 + 96 + 96) if model_type == "deberta" else 896 * 8 // 2
+    assert recipe.count.lora == layers * per_layer  # every role, r=8 (test_budget)
     assert recipe.val_metrics["eval_accuracy"] >= 0.9
     meta = export_run(tmp_path / "run", tmp_path / "onnx", "onnx")
     assert meta["check_max_abs_diff"] < 1e-3

@@ -44,6 +44,7 @@ ROLES = {
     # one matrix computes query, key and value together: any of those roles adapts all three
     "modernbert": dict.fromkeys(["query", "key", "value"], "attn.Wqkv")
     | {"attention_output": "attn.Wo", "ffn_in": "mlp.Wi", "ffn_out": "mlp.Wo"},
+    "deberta": {**_BERT_LIKE, **dict.fromkeys(["query", "key", "value"], "attention.self.in_proj")},
     "distilbert": {
         "query": "attention.q_lin",
         "key": "attention.k_lin",
