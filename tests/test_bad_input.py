@@ -49,6 +49,10 @@ LABEL_CORPUS = {  # files that read fine but whose labels are wrong (train, eval
     "ids_from_one.csv": (b"label,text\n1,a\n2,b\n3,c\n4,d\n", "ids from 1 are read from"),
     "ids_past_ag.csv": (b"label,text\n0,a\n1,b\n2,c\n3,d\n4,e\n", "data.labels needs 5 names"),
     "ag_and_a_typo.csv": (b"label,text\nSports,a\nWorld,b\nSprots,c\n", "= 'Sprots'"),
+    "multi_label.jsonl": (
+        b'{"text": "a", "label": [0, 2]}\n{"text": "b", "label": [1]}\n',
+        "one class per row: a list of labels (multi-label) is not read",
+    ),
     "half_other_names.csv": (
         b"label,text\nSports,a\nWorld News,b\nBusiness,c\nScience and Technology,d\n",
         "names not in data.labels: ['Science and Technology', 'World News']",

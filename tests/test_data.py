@@ -98,6 +98,8 @@ def test_label_names_and_id_column(tmp_path):
         ([0, 2, 5, 6, 7, 8, 9], None, None),  # ids with gaps
         (["tech", "politics", 5], None, None),  # names mixed with a number
         (["tech", "politics", None], None, None),  # a blank label
+        ([0.5, 1.5, 2.5], None, None),  # scores, not classes
+        (["Спорт", "Политика", "спорт"], ["Политика", "Спорт"], [1, 0, 1]),  # any script
     ],
 )
 def test_a_file_in_other_classes_reads_in_its_own(tmp_path, labels, names, ids):

@@ -161,14 +161,18 @@ def _label_ids(values, column, spec, labels):
 
 
 MAX_CLASSES = 1000  # more distinct values than this are not classes (a text column?)
+_LETTER = re.compile(r"[^\W\d_]")  # a letter of any script: "sport", "Спорт", "体育"
 
 
 def own_classes(values, column, labels):
     """A file's own classes where it is labelled in others than `labels`: most of its distinct
     values are none of them (a bad row among known classes is an error, not a new class).
-    Names are sorted; ids must run 0..K-1 or 1..K. None where the values are no such set."""
+    Names (each with a letter) are sorted; ids must run 0..K-1 or 1..K. None where the values
+    are no such set: a blank, a list (multi-label), other numbers (scores), names and ids mixed."""
     names = {}
     for value in values:
+        if not pd.api.types.is_scalar(value):
+            return None
         raw = "" if pd.isna(value) else _plain(str(value).strip())
         names.setdefault(raw.lower(), raw)  # "Sports" and "sports" are one class, as read
     if not 2 <= len(names) <= MAX_CLASSES or "" in names:
@@ -177,20 +181,24 @@ def own_classes(values, column, labels):
     if 2 * sum(class_id(n) is None for n in names.values()) <= len(names):
         return None
     numbers = sorted(int(n) for n in names.values() if n.isascii() and n.isdigit())
-    if not numbers:
+    if len(numbers) == len(names):
+        runs = (list(range(first, first + len(names))) for first in (0, 1))
+        return [str(n) for n in numbers] if numbers in runs else None
+    if all(_LETTER.search(n) for n in names.values()):
         return sorted(names.values(), key=str.lower)
-    runs = (list(range(first, first + len(names))) for first in (0, 1))
-    return [str(n) for n in numbers] if numbers in runs else None
+    return None
 
 
 def _other_classes(values, class_id, n_labels):
     """A hint for a file labelled otherwise: in classes none of data.labels, in some other
     names besides them, or in ids from 1 or past data.labels."""
+    if not all(pd.api.types.is_scalar(v) for v in values):
+        return "; one class per row: a list of labels (multi-label) is not read"
     names = sorted({str(v).strip() for v in values})
     unknown = [n for n in names if class_id(n) is None]
     if len(names) <= 50 and len(unknown) == len(names):
         return f"; the file's classes are {names}: data.labels={','.join(names)} reads them"
-    other_names = [n for n in unknown if re.search("[a-z]", n, re.I)]
+    other_names = [n for n in unknown if _LETTER.search(n)]
     if 2 <= len(other_names) <= 20:  # one is the value the error names already
         return f"; names not in data.labels: {other_names}"
     numbers = {n.removesuffix(".0") for n in names}
