@@ -114,6 +114,7 @@ def _class_key(name):
 
 
 def _first_id(column):
+    """The id of the first class in this column: 1 in AG News' own CSV and Kaggle's copy."""
     return 1 if column.lower() in ONE_BASED_LABEL_COLUMNS else 0
 
 
@@ -298,6 +299,7 @@ def _labels(values, column, spec, labels, own_labels, names=None):
 
 
 def _own(values, column, spec, labels, own):
+    """Label ids in the file's own classes `own`, said in a warning."""
     shown = own if len(own) <= 10 else [*own[:10], f"... ({len(own)} in all)"]
     warn(f"{spec}: classes read from the file, not data.labels {list(labels)}: {shown}")
     return _label_ids(values, column, spec, own), own

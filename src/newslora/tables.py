@@ -67,11 +67,13 @@ def _read_hub(spec):
 def dataset_frame(dataset):
     """A `datasets.Dataset` as a DataFrame; `attrs["class_names"]` keeps the names of each
     ClassLabel column (AG News on the Hub stores ids 0..3 with World ... Sci/Tech)."""
+    from datasets import ClassLabel
+
     df = dataset.to_pandas()
     df.attrs["class_names"] = {
         column: list(feature.names)
         for column, feature in dataset.features.items()
-        if type(feature).__name__ == "ClassLabel"
+        if isinstance(feature, ClassLabel)
     }
     return df
 
