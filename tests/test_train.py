@@ -183,6 +183,7 @@ def test_a_file_in_its_own_classes_trains_evaluates_and_predicts(tiny_bert, tmp_
     _separable_csv(tmp_path / "held_out.csv", 20, classes=bbc, seed=1)
     proc = newslora("train", tmp_path / "config.toml", "train.precision=fp32")
     assert "classes read from the file, not data.labels" in proc.stderr
+    assert "in 5 classes" in proc.stdout
     run = tmp_path / "run"
     assert load_config(run / "config.toml").data.labels == sorted(bbc)
     newslora("evaluate", run, "--data", tmp_path / "held_out.csv", "--out", tmp_path / "m.json")

@@ -46,7 +46,8 @@ def cmd_train(args):
     recipe = Recipe(cfg).setup(resume=args.resume)
     print(
         f"training {cfg.model.name}: {len(recipe.train_df):,} rows "
-        f"(+{len(recipe.val_df):,} validation), {recipe.count.trainable:,} trainable parameters"
+        f"(+{len(recipe.val_df):,} validation) in {len(recipe.cfg.data.labels)} classes, "
+        f"{recipe.count.trainable:,} trainable parameters"
     )
     recipe.train().save()
     if recipe.trainer.is_world_process_zero():
