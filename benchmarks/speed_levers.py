@@ -23,6 +23,7 @@ change each; src/newslora is not modified (the lead decides what to adopt).
                    (torch._dynamo.config.assume_static_by_default = False), meant to
                    compile once for all lengths instead of three times; on 2026-12-07 it
                    still compiled twice and its steps were no faster than eager
+  batch-64         train.batch_size=64: the batch of the issue's GPU utilisation goal
   batch-256        train.batch_size=256 (the demo's is 32): fewer, larger matrix products
                    per row; its accuracy is a question for benchmarks/accuracy.py
   compile-graphs   torch_compile with mode "reduce-overhead" (CUDA graphs: one launch replays
@@ -111,6 +112,7 @@ LEVERS = {
     "adamw-foreach": {"args": {"optim": "adamw_torch"}},
     "torch-compile": {"args": {"torch_compile": True}},
     "compile-dynamic": {"args": {"torch_compile": True}, "dynamic": True},
+    "batch-64": {"overrides": ["train.batch_size=64"]},
     "batch-256": {"overrides": ["train.batch_size=256"]},
     "compile-graphs": {
         "args": {"torch_compile": True, "torch_compile_mode": "reduce-overhead"},

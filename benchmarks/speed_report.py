@@ -9,7 +9,7 @@ from common import done
 KEY = ("arm", "encoder", "device", "rows", "max_length", "precision")
 LEVERS = [
     "baseline", "fp32-base", "fp32-trunk", "unfused-lora", "eager-attention", "sdpa-attention",
-    "adamw-foreach", "torch-compile", "compile-dynamic", "batch-256", "compile-graphs",
+    "adamw-foreach", "torch-compile", "compile-dynamic", "batch-64", "batch-256", "compile-graphs",
     "collate-in-loop", "numpy-collator", "encoder-dropout-0", "peft-input-cast", "host-threads",
     "system-malloc", "omp-bind", "omp-passive", "eval-pass", "eval-pass-grouped",
 ]  # fmt: skip
