@@ -197,9 +197,10 @@ def test_a_file_in_its_own_classes_trains_evaluates_and_predicts(tiny_bert, tmp_
 
 @pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert", "albert", "deberta"])
 def test_other_encoder_families_learn_and_export(model_type, tmp_path, write_config):
-    """DeBERTa-v2/v3, ModernBERT and DeBERTa v1 (one fused query-key-value matrix) and ALBERT
-    (one layer shared by all, its head fed the first token only) through the same recipe:
-    every role adapted, the separable task learned, and the ONNX export predicts like the run."""
+    """DeBERTa-v2/v3; ModernBERT and DeBERTa v1 (one fused query-key-value matrix); ALBERT (one
+    layer shared by all, and a pooler that cuts the first token, so the mean head is handed the
+    sequence by a hook) through the same recipe: every role adapted, the separable task
+    learned, and the ONNX export predicts like the run."""
     from newslora.export import export_run
 
     save_tiny_encoder(tmp_path / model_type, model_type)
