@@ -8,7 +8,8 @@
 4,000 of the 8,000 texts in competition/test_unlabelled.csv are official AG News test rows
 (title + " " + description). Each competition text is matched to test.csv by its letters only,
 lower-cased (the competition's copies differ in spacing, punctuation and escapes), and the
-submission's label is compared with the test row's. The other 4,000 texts (machine-written or
+submission's label (an id 0-3, or the class name `newslora predict --label-names` writes) is
+compared with the test row's. The other 4,000 texts (machine-written or
 garbled news) have no label anywhere and are not scored.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 from common import DATA, REPO, RESULTS, write_text
 
+from newslora.config import AG_NEWS_LABELS
+
 SEED000 = {  # github ARNiroula/news-data-llm-with-lora @ 19e8f29, copied unchanged
     "seed 000, submission A": REPO / "benchmarks" / "seed000" / "submission_a.csv",
     "seed 000, submission B": REPO / "benchmarks" / "seed000" / "submission_b.csv",
@@ -34,7 +37,10 @@ def letters(text):
 
 def ag_test_labels(data=DATA):
     """{position in the competition file: AG News label 0-3} for the texts that are test rows."""
-    test = pd.read_csv(data / "agnews" / "test.csv", header=None, dtype=str, keep_default_na=False)
+    path = data / "agnews" / "test.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; set NEWSLORA_DATA to the shared data folder")
+    test = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
     by_text = {}
     for cls, title, description in test.itertuples(index=False):
         by_text[letters(title + " " + description)] = int(cls) - 1
@@ -54,14 +60,37 @@ def non_test_texts(data=DATA):
 
 def score(submission, truth):
     """Accuracy % of an `ID,Label` file over the matched texts, and how many it covers."""
-    sub = pd.read_csv(submission)
-    if list(sub.columns[:2]) != ["ID", "Label"]:
-        raise SystemExit(f"{submission}: header must be ID,Label, not {','.join(sub.columns)}")
-    labels = dict(zip(sub["ID"].astype(int), sub["Label"].astype(int), strict=True))
+    labels = read_submission(submission)
     missing = [i for i in truth if i not in labels]
     if missing:
         raise SystemExit(f"{submission}: no label for ID {missing[0]} ({len(missing)} missing)")
     return score_labels(labels, truth), len(truth)
+
+
+def read_submission(submission):
+    """{ID: label id 0-3} of an `ID,Label` file; labels may be ids or AG News' class names
+    (what `newslora predict --label-names` writes). Anything else stops in one line."""
+    try:
+        sub = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise SystemExit(f"{submission}: file not found") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{submission}: not a CSV file ({str(e).splitlines()[0]})") from None
+    if list(sub.columns[:2]) != ["ID", "Label"]:
+        raise SystemExit(f"{submission}: header must be ID,Label, not {','.join(sub.columns)}")
+    ids = {name.lower(): i for i, name in enumerate(AG_NEWS_LABELS)} | {str(i): i for i in range(4)}
+    labels = {}
+    for row, (id_, label) in enumerate(zip(sub["ID"], sub["Label"], strict=True), start=2):
+        if not id_.strip().isdigit():
+            raise SystemExit(f"{submission}: row {row}: ID {id_!r} is not a whole number")
+        if label.strip().lower() not in ids:
+            raise SystemExit(
+                f"{submission}: row {row}: Label {label!r} is not 0-3 or an AG News class name"
+            )
+        if int(id_) in labels:
+            raise SystemExit(f"{submission}: row {row}: ID {int(id_)} appears twice")
+        labels[int(id_)] = ids[label.strip().lower()]
+    return labels
 
 
 def score_labels(labels, truth):

@@ -1,5 +1,6 @@
 """The competition scorer: the 4,000 competition texts that are AG test rows, matched exactly."""
 
+import os
 import subprocess
 import sys
 
@@ -52,10 +53,55 @@ def test_scores_seed000s_published_submissions_as_reported(competition, tmp_path
 def test_a_short_submission_is_refused_in_one_line(tmp_path):
     short = tmp_path / "short.csv"
     short.write_text("ID,Label\n0,1\n1,2\n")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/competition.py", str(short)],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
+    proc = _score_cli(short)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith(f"{short}: no label for ID")
     assert "Traceback" not in proc.stderr
+
+
+def _score_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "benchmarks/competition.py", *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        (None, "file not found"),
+        ("", "not a CSV file"),
+        ("id,label\n0,1\n", "header must be ID,Label"),
+        ("ID,Label\n0,1\nx,2\n", "row 3: ID 'x' is not a whole number"),
+        ("ID,Label\n0,1\n1,Politics\n", "row 3: Label 'Politics' is not 0-3 or an AG News class"),
+        ("ID,Label\n0,1\n1,4\n", "row 3: Label '4' is not 0-3"),
+        ("ID,Label\n0,1\n0,2\n", "row 3: ID 0 appears twice"),
+    ],
+)
+def test_a_bad_submission_is_refused_in_one_line(tmp_path, text, error):
+    path = tmp_path / "submission.csv"
+    if text is not None:
+        path.write_text(text)
+    proc = _score_cli(path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == proc.stderr.strip().splitlines()[0]
+    assert proc.stderr.startswith(f"{path}: ") and error in proc.stderr, proc.stderr
+
+
+def test_class_names_score_as_their_ids(competition, tmp_path):
+    """What `newslora predict --label-names` writes scores as the same ids would."""
+    truth = competition.ag_test_labels()
+    names = ["World", "sports", "Business", "Sci/Tech"]
+    path = tmp_path / "names.csv"
+    path.write_text("ID,Label\n" + "".join(f"{i},{names[truth.get(i, 0)]}\n" for i in range(8000)))
+    assert competition.score(path, truth) == (100.0, 4000)
+
+
+def test_a_missing_data_folder_is_named(tmp_path):
+    env = {**os.environ, "NEWSLORA_DATA": str(tmp_path / "nowhere")}
+    proc = _score_cli(REPO / "benchmarks" / "seed000" / "submission_a.csv", env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"{tmp_path / 'nowhere' / 'agnews' / 'test.csv'}: not found; "
+        "set NEWSLORA_DATA to the shared data folder"
+    )
