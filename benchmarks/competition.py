@@ -9,8 +9,8 @@
 (title + " " + description). Each competition text is matched to test.csv by its letters only,
 lower-cased (the competition's copies differ in spacing, punctuation and escapes), and the
 submission's label (an id 0-3, or the class name `newslora predict --label-names` writes) is
-compared with the test row's. The other 4,000 texts (machine-written or
-garbled news) have no label anywhere and are not scored.
+compared with the test row's. The other 4,000 texts (machine-written or garbled news) have no
+label anywhere and are not scored.
 """
 
 import argparse
