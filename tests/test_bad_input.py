@@ -13,7 +13,8 @@ import socket
 
 import pandas as pd
 import pytest
-from conftest import DATA, LABELS, newslora, tiny_config
+from conftest import DATA, LABELS, copy_run, newslora, tiny_config
+from safetensors.torch import load_file, save_file
 
 from newslora.cli import main
 
@@ -246,3 +247,83 @@ def test_console_script_bad_input_is_one_line(corpus, tiny_run, tmp_path):
     path = corpus / "duplicated_column.csv"
     assert proc.stderr.strip() == f"newslora: error: {path}: duplicated column 'text' in the header"
     assert out.read_text() == EARLIER
+
+
+def _cut_short(path):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _other_rank(path):
+    """Same weight names, one LoRA matrix of another rank: weights swapped in from another run."""
+    weights = load_file(path)
+    name = next(k for k in weights if "lora_A" in k)
+    weights[name] = weights[name][:1].contiguous()
+    save_file(weights, path)
+
+
+DAMAGE = {  # name -> (damage done to a run folder, text expected in the one-line error)
+    "weights cut short": (
+        lambda run: _cut_short(run / "adapter" / "adapter_model.safetensors"),
+        "damaged saved files (Error while deserializing header",
+    ),
+    "weights gone": (
+        lambda run: (run / "adapter" / "adapter_model.safetensors").unlink(),
+        "adapter_model.safetensors: missing, the run is incomplete",
+    ),
+    "weights of another rank": (
+        lambda run: _other_rank(run / "adapter" / "adapter_model.safetensors"),
+        "damaged saved files (size mismatch for",
+    ),
+    "adapter config cut short": (
+        lambda run: _cut_short(run / "adapter" / "adapter_config.json"),
+        "damaged saved files (",
+    ),
+    "tokenizer cut short": (
+        lambda run: _cut_short(run / "adapter" / "tokenizer.json"),
+        "damaged saved files (",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_a_damaged_run_is_one_line(damage, command, tiny_run, tmp_path, capsys):
+    """A run folder cut short by a full disk, edited by hand or given another run's weights."""
+    run = copy_run(tiny_run, tmp_path)
+    harm, expect = DAMAGE[damage]
+    harm(run)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("label,text\n3,Stocks fell on Wall Street\n")
+    argv = {
+        "predict": ["predict", run, rows, tmp_path / "out.csv"],
+        "evaluate": ["evaluate", run, "--data", rows],
+        "export": ["export", run, tmp_path / "export", "--format", "hf"],
+    }[command]
+    _fails(capsys, argv, expect, str(run))
+
+
+@pytest.mark.parametrize(
+    "name, command, expect",
+    [
+        ("history.json", "plot", "history.json: damaged, not valid JSON"),
+        ("train_summary.json", "export", "train_summary.json: damaged, not valid JSON"),
+        ("metrics.json", "plot", "metrics.json: damaged, not valid JSON"),
+    ],
+)
+def test_a_damaged_run_record_is_named(name, command, expect, tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path)
+    (run / name).write_bytes(b'[{"step": 1, "loss": 0.5')
+    argv = [command, run, *([tmp_path / "export", "--format", "hf"] if command == "export" else [])]
+    _fails(capsys, argv, expect, str(run / name))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_a_damaged_export_is_one_line(name, tiny_run, tmp_path, capsys):
+    """An `hf` export is read by predict and serve as a run is: a damaged file, one line."""
+    export = tmp_path / "export"
+    main(["export", str(tiny_run), str(export), "--format", "hf"])
+    capsys.readouterr()
+    _cut_short(export / name)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text\nStocks fell on Wall Street\n")
+    _fails(capsys, ["predict", export, rows, tmp_path / "out.csv"], "damaged", str(export))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from newslora.config import AG_NEWS_LABELS
+from newslora.files import read_json
 from newslora.predict import EXPORT_CONFIG
 from newslora.tables import is_hub_id
 
@@ -15,8 +16,8 @@ LIBRARIES = {"hf": "transformers", "adapter": "peft", "onnx": "onnx"}
 
 def model_card(run_dir, cfg, meta, out_dir, base_hub_id):
     """README.md in the Hub's format: YAML front matter, then what the run was and measured."""
-    summary = _read_json(run_dir / "train_summary.json")
-    metrics = _read_json(run_dir / "metrics.json")
+    summary = read_json(run_dir / "train_summary.json")
+    metrics = read_json(run_dir / "metrics.json")
     base = base_hub_id
     front = [
         "---",
@@ -110,10 +111,6 @@ def _label_maps(cfg):
         "id2label": repr(dict(enumerate(labels))),
         "label2id": repr({name: i for i, name in enumerate(labels)}),
     }
-
-
-def _read_json(path):
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _yaml_list(key, values):

@@ -31,7 +31,7 @@ from transformers import AutoModelForSequenceClassification
 from newslora import NewsloraError, __version__
 from newslora.card import model_card
 from newslora.files import atomic_path, write_json
-from newslora.model import LinearHead, errors_only, resolve_name
+from newslora.model import ADAPTER_WEIGHTS, LinearHead, errors_only, resolve_name
 from newslora.predict import (
     EXPORT_CONFIG,
     EXPORT_META,
@@ -134,7 +134,7 @@ def _write_adapter(run_dir, cfg, folder, _quantize):
             shutil.copy(path, folder)
     if cfg.model.head == "linear":
         _check_own_head_is_linear(model.config)
-        _rename_head_weights(folder / "adapter_model.safetensors")
+        _rename_head_weights(folder / ADAPTER_WEIGHTS)
     base = hub_id(cfg.model.name) or resolve_name(cfg.model.name)
     config_path = folder / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())

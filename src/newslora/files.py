@@ -54,6 +54,19 @@ def _make_readable(path):
         p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
+def read_json(path):
+    """A JSON file a run or an export wrote; None where it is missing. A damaged one (cut
+    short, edited by hand) stops in one line naming it, not deep inside whatever reads it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        detail = f"{e.msg}, line {e.lineno}" if isinstance(e, json.JSONDecodeError) else e.reason
+        raise NewsloraError(f"{path}: damaged, not valid JSON ({detail})") from None
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
@@ -29,6 +30,7 @@ from newslora.lora import check_targets, head_modules, lora_config
 os.environ.setdefault("USE_HUB_KERNELS", "0")
 
 FULL_WEIGHTS = "model.safetensors"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what peft saves
 hf_logging.disable_progress_bar()  # weight loading takes a second; no bar needed
 
 # Architecture configs (not weights) of the default Hub models, so that `newslora budget`
@@ -305,7 +307,7 @@ def warm_start(model, folder):
     """Copy a finished run's LoRA and head weights (its `adapter/`) into `model`, freshly built
     from a config of the same shape (train.init_from). Every trainable weight must come from
     the file and nothing else may be in it: a partial start would be a silent fresh init."""
-    path = Path(folder) / "adapter_model.safetensors"
+    path = Path(folder) / ADAPTER_WEIGHTS
     if not path.is_file():
         raise NewsloraError(f"train.init_from: {path}: missing (a LoRA run's adapter is needed)")
     try:
@@ -327,15 +329,41 @@ def load_model(cfg, folder):
     # The base model's head (and a linear head) starts random and transformers reports it as
     # newly initialised; here the saved head and adapters replace it at once, so that report
     # would be noise in predict/evaluate output. Training still shows it (build_model).
+    full = cfg.lora.full_finetune
+    for name in [FULL_WEIGHTS] if full else [ADAPTER_WEIGHTS, "adapter_config.json"]:
+        if not (folder / name).is_file():
+            raise NewsloraError(f"{folder / name}: missing, the run is incomplete")
     with errors_only():
         base = build_model(_without_lora(cfg), training=False)
-    if cfg.lora.full_finetune:
-        safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
-        model = base
-    else:
-        model = PeftModel.from_pretrained(base, folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with saved_files(folder):
+        if full:
+            safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
+            model = base
+        else:
+            model = PeftModel.from_pretrained(base, folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer
+
+
+@contextmanager
+def saved_files(folder, extra=()):
+    """Around loads of what a run or an export saved: a file cut short or edited, or weights
+    swapped in from another run, stops in one line naming the folder. The libraries raise
+    their own types for these (`extra`: ONNX Runtime's), each with a readable message."""
+    try:
+        yield
+    except (SafetensorError, ValueError, OSError, RuntimeError, KeyError, *extra) as e:
+        raise NewsloraError(f"{folder}: damaged saved files ({_load_error(e)})") from None
+
+
+def _load_error(e):
+    """What a failed load says, in one line."""
+    if isinstance(e, KeyError):  # e.g. peft: a weight the model needs is not in the file
+        return f"{e.args[0]!r} missing: files of another run?"
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # torch's load_state_dict: "Error(s) in loading state_dict ...", then a line per tensor
+    picked = lines[1:] if isinstance(e, RuntimeError) and len(lines) > 1 else lines
+    return picked[0] if picked else type(e).__name__
 
 
 def _without_lora(cfg):

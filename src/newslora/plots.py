@@ -1,6 +1,5 @@
 """Plots: training curves (loss and accuracy vs step) and the confusion matrix, as PNG files."""
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +10,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from newslora import NewsloraError  # noqa: E402
-from newslora.files import atomic_path  # noqa: E402
+from newslora.files import atomic_path, read_json  # noqa: E402
 
 
 def _save(fig, path):
@@ -28,10 +27,11 @@ def _series(history, key):
 def plot_curves(run_dir):
     """loss.png (train and validation loss) and accuracy.png (validation accuracy) vs step."""
     run_dir = Path(run_dir)
-    history_file = run_dir / "history.json"
-    if not history_file.is_file():
+    history = read_json(run_dir / "history.json")
+    if history is None:
         raise NewsloraError(f"{run_dir}: no history.json (is it a finished newslora run?)")
-    history = json.loads(history_file.read_text())
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise NewsloraError(f"{run_dir / 'history.json'}: damaged, not a list of logged steps")
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("loss", "train"), ("eval_loss", "validation")):
         steps, values = _series(history, key)
@@ -45,9 +45,9 @@ def plot_curves(run_dir):
     ax.set(xlabel="step", ylabel="accuracy (%)", title="Validation accuracy")
     _save(fig, run_dir / "accuracy.png")
     written = [run_dir / "loss.png", run_dir / "accuracy.png"]
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        plot_confusion(json.loads(metrics_file.read_text()), run_dir / "confusion.png")
+    metrics = read_json(run_dir / "metrics.json")
+    if metrics is not None:
+        plot_confusion(metrics, run_dir / "confusion.png")
         written.append(run_dir / "confusion.png")
     return written
 

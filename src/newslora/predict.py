@@ -5,7 +5,6 @@ longest row (news texts are ~50 tokens; padding to 512 would cost ~10x). LoRA is
 the base weights for inference. Output order and IDs follow the input file.
 """
 
-import json
 import tomllib
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import for_file, load_with_config, row_numbers
-from newslora.files import atomic_path
-from newslora.model import autocast_dtype, load_model, store_frozen
+from newslora.files import atomic_path, read_json
+from newslora.model import autocast_dtype, load_model, saved_files, store_frozen
 
 
 def run_config(run_dir):
@@ -131,8 +130,7 @@ def run_confidence(run_dir, texts, labels=None):
 
 def run_temperature(run_dir):
     """The run's fitted temperature (1.0 for runs saved before calibration existed)."""
-    summary = Path(run_dir) / "train_summary.json"
-    return json.loads(summary.read_text()).get("temperature", 1.0) if summary.is_file() else 1.0
+    return (read_json(Path(run_dir) / "train_summary.json") or {}).get("temperature", 1.0)
 
 
 def predict_with_config(cfg, model, tokenizer, texts, batch_size=None):
@@ -198,8 +196,7 @@ BACKENDS = {"run": "torch", "hf": "torch", "onnx": "onnx"}  # what runs each kin
 
 def export_meta(path):
     """The metadata of a `newslora export` folder; None for anything else."""
-    meta = Path(path) / EXPORT_META
-    return json.loads(meta.read_text()) if meta.is_file() else None
+    return read_json(Path(path) / EXPORT_META)
 
 
 def source_config(path):
@@ -233,17 +230,21 @@ def load_predictor(path, backend="auto"):
     cfg = source_config(path)
     size, length = cfg.train.eval_batch_size, cfg.model.max_length
     if kind == "onnx":
-        session = onnx_session(path / export_meta(path)["onnx_file"])
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf
+
+        with saved_files(path, extra=(Fail, InvalidProtobuf)):
+            session = onnx_session(path / export_meta(path)["onnx_file"])
+            tokenizer = AutoTokenizer.from_pretrained(path)
 
         def onnx_of(texts, batch_size=None, progress=True):
             return onnx_logits(session, tokenizer, texts, batch_size or size, length, progress)
 
         return cfg, onnx_of
     if kind == "hf":
-        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        with saved_files(path):
+            model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+            tokenizer = AutoTokenizer.from_pretrained(path)
         model = as_trained(cfg, model.requires_grad_(False))
-        tokenizer = AutoTokenizer.from_pretrained(path)
     else:
         cfg, model, tokenizer = load_for_predict(path)
 
