@@ -10,6 +10,7 @@ import gzip
 import json
 import random
 import socket
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -261,27 +262,21 @@ def _other_rank(path):
     save_file(weights, path)
 
 
-DAMAGE = {  # name -> (damage done to a run folder, text expected in the one-line error)
-    "weights cut short": (
-        lambda run: _cut_short(run / "adapter" / "adapter_model.safetensors"),
-        "damaged saved files (Error while deserializing header",
-    ),
-    "weights gone": (
-        lambda run: (run / "adapter" / "adapter_model.safetensors").unlink(),
-        "adapter_model.safetensors: missing, the run is incomplete",
-    ),
-    "weights of another rank": (
-        lambda run: _other_rank(run / "adapter" / "adapter_model.safetensors"),
-        "damaged saved files (size mismatch for",
-    ),
-    "adapter config cut short": (
-        lambda run: _cut_short(run / "adapter" / "adapter_config.json"),
-        "damaged saved files (",
-    ),
-    "tokenizer cut short": (
-        lambda run: _cut_short(run / "adapter" / "tokenizer.json"),
-        "damaged saved files (",
-    ),
+def _one_weight_less(path):
+    """peft loads such a file with a warning, the weight left at its init (lora_B: zero)."""
+    weights = load_file(path)
+    del weights[next(k for k in weights if "lora_B" in k)]
+    save_file(weights, path)
+
+
+WEIGHTS, CONFIG, TOKENIZER = "adapter_model.safetensors", "adapter_config.json", "tokenizer.json"
+DAMAGE = {  # name -> (file in the run's adapter/, what is done to it, text of the one-line error)
+    "weights cut short": (WEIGHTS, _cut_short, "damaged saved files (Error while deserializing"),
+    "weights gone": (WEIGHTS, Path.unlink, f"{WEIGHTS}: missing, the run is incomplete"),
+    "weights of another rank": (WEIGHTS, _other_rank, "damaged saved files (size mismatch for"),
+    "a weight missing": (WEIGHTS, _one_weight_less, f"{WEIGHTS}: lacks 1 of the run's weights"),
+    "adapter config cut short": (CONFIG, _cut_short, "damaged saved files ("),
+    "tokenizer cut short": (TOKENIZER, _cut_short, "damaged saved files ("),
 }
 
 
@@ -290,8 +285,8 @@ DAMAGE = {  # name -> (damage done to a run folder, text expected in the one-lin
 def test_a_damaged_run_is_one_line(damage, command, tiny_run, tmp_path, capsys):
     """A run folder cut short by a full disk, edited by hand or given another run's weights."""
     run = copy_run(tiny_run, tmp_path)
-    harm, expect = DAMAGE[damage]
-    harm(run)
+    name, harm, expect = DAMAGE[damage]
+    harm(run / "adapter" / name)
     rows = tmp_path / "rows.csv"
     rows.write_text("label,text\n3,Stocks fell on Wall Street\n")
     argv = {

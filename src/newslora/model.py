@@ -10,14 +10,20 @@ import importlib.util
 import json
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import safetensors.torch
 import torch
-from peft import PeftModel, get_peft_model, set_peft_model_state_dict
-from safetensors import SafetensorError
+from peft import (
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    set_peft_model_state_dict,
+)
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
@@ -340,9 +346,25 @@ def load_model(cfg, folder):
             safetensors.torch.load_model(base, str(folder / FULL_WEIGHTS))
             model = base
         else:
-            model = PeftModel.from_pretrained(base, folder)
+            with warnings.catch_warnings():  # _check_complete says it, in one line
+                warnings.filterwarnings("ignore", message="Found missing adapter keys")
+                model = PeftModel.from_pretrained(base, folder)
+            _check_complete(model, folder / ADAPTER_WEIGHTS)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.eval(), tokenizer
+
+
+def _check_complete(model, path):
+    """peft only warns when the file lacks some of the adapter's weights, and those keep their
+    fresh init (lora_B zero): predictions from a part of the run. Stop on it instead."""
+    with safe_open(str(path), framework="pt") as f:
+        saved = set(f.keys())
+    missing = sorted(set(get_peft_model_state_dict(model)) - saved)
+    if missing:
+        raise NewsloraError(
+            f"{path}: lacks {len(missing)} of the run's weights ({missing[0]}): cut short, or "
+            "from another run?"
+        )
 
 
 @contextmanager
