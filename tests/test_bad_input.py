@@ -1,4 +1,5 @@
-"""A corpus of malformed files through every input path (train, evaluate, predict, augment).
+"""A corpus of malformed files through every input path (train, evaluate, predict, augment),
+and run and export folders damaged after training (predict, evaluate, export, plot).
 
 Each bad file must end the command with exit status 2 and one line that names the file (and
 the row or field where there is one), no traceback, and an earlier output left intact. The
@@ -287,14 +288,16 @@ def test_a_damaged_run_is_one_line(damage, command, tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path)
     name, harm, expect = DAMAGE[damage]
     harm(run / "adapter" / name)
-    rows = tmp_path / "rows.csv"
+    rows, out = tmp_path / "rows.csv", tmp_path / "out.csv"
     rows.write_text("label,text\n3,Stocks fell on Wall Street\n")
+    out.write_text(EARLIER)
     argv = {
-        "predict": ["predict", run, rows, tmp_path / "out.csv"],
+        "predict": ["predict", run, rows, out],
         "evaluate": ["evaluate", run, "--data", rows],
         "export": ["export", run, tmp_path / "export", "--format", "hf"],
     }[command]
     _fails(capsys, argv, expect, str(run))
+    assert out.read_text() == EARLIER and not (tmp_path / "export").exists()
 
 
 @pytest.mark.parametrize(
