@@ -8,9 +8,11 @@ for a Python start per case); `test_console_script_*` check the real subprocess 
 """
 
 import gzip
+import io
 import json
 import random
 import socket
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -22,13 +24,26 @@ from newslora.cli import main
 
 EARLIER = "ID,Label\n0,1\n"  # an earlier output that a failed command must not touch
 
+
+def zipped(members):
+    """A .zip archive's bytes, holding `members` (name -> text)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
 # name -> (file bytes, text expected in the one-line error)
 CORPUS = {
     "empty.csv": (b"", "empty file"),
     "header_only.csv": (b"label,text\n", "no rows"),
     "missing_text.csv": (b"label,body\n1,some news\n", "missing column 'text'"),
     "duplicated_column.csv": (b"label,text,text\n1,a,b\n", "duplicated column 'text'"),
-    "semicolons.csv": (b"label;text\n1;some news\n", "is the file comma-separated?"),
+    "unquoted_comma.csv": (b"label,text\n1,Stocks fall, bonds rise\n", "3 fields, the header 2"),
+    "late_comma.csv": (b"label,text\n1,ok\n2,Stocks, bonds\n", "line 3 has 3 fields"),
+    "two_files.zip": (zipped({"a.csv": "label,text\n1,a\n", "b.csv": "text\nb\n"}), "holds 2"),
+    "not_a_zip.csv.zip": (b"label,text\n1,some news\n", "not a readable zip file"),
     "ragged_quotes.csv": (b'label,text\n1,"never closed\n2,next\n', "cannot read as .csv"),
     "binary.csv": (bytes(random.Random(0).randrange(256) for _ in range(4096)), "binary.csv"),
     "latin1.csv": ("label,text\n1,caf\u00e9 au lait\n".encode("latin-1"), "--encoding"),

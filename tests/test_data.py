@@ -1,4 +1,5 @@
 import pickle
+import zipfile
 
 import pandas as pd
 import pytest
@@ -128,6 +129,9 @@ def test_a_file_in_other_classes_reads_in_its_own(tmp_path, labels, names, ids):
         ("label,body\n0,fine\n", "missing column 'text'"),
         ("text\nonly text\n", "missing column 'label'"),
         ("label,text\n", "no rows"),
+        ("label,text\n0,Stocks fall, bonds rise\n1,fine\n", "under the header has 3 fields"),
+        ("label,text\n0,fine\n1,Stocks fall, bonds rise\n", "line 3 has 3 fields, the header 2"),
+        ("label;text\n0,fine\n", "under the header has 2 fields, the header 1"),
     ],
 )
 def test_bad_rows_are_named(tmp_path, content, message):
@@ -179,12 +183,19 @@ TEXTS, IDS = ["Stocks fall Wall St.", "Cup final Goal"], [2, 1]
             "utf-8",
         ),
         ("blank_first.csv", "\n\nlabel,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-8"),
+        ("semicolons.csv", "label;text\n2;Stocks fall Wall St.\n1;Cup final Goal\n", "utf-8"),
+        ("tabs.csv", "label\ttext\n2\tStocks fall Wall St.\n1\tCup final Goal\n", "utf-8"),
+        ("bars.csv", "label|text\n2|Stocks fall Wall St.\n1|Cup final Goal\n", "utf-8"),
+        ("headerless.tsv", HEADERLESS.replace('","', '"\t"'), "utf-8"),
+        ("no_mark.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-le"),
+        ("no_mark_be.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-be"),
     ],
 )
 def test_layouts_other_tools_write(name, content, encoding, tmp_path):
     """Column names in any case or with spaces, byte-order marks (Excel), UTF-16 (Excel's
-    "Unicode text"), .json as `datasets` writes it (lines), as an array or under one key, and
-    blank lines before the header."""
+    "Unicode text", and without a mark), .json as `datasets` writes it (lines), as an array or
+    under one key, blank lines before the header, and a .csv separated by what its header is
+    (Excel writes semicolons where the comma is the decimal mark)."""
     path = tmp_path / name
     path.write_text(content, encoding=encoding)
     df = load_examples(path, LABELS, need_labels=True)
@@ -235,6 +246,33 @@ def test_a_class_label_column_is_read_by_its_names(tmp_path):
         load_with_config(DataConfig(), emotion)  # evaluate, with an AG run: names, not ids
     df = load_with_config(DataConfig(labels=list("abcdef")), emotion)
     assert df["label"].tolist() == [5, 0, 1, 2, 3, 4]
+
+
+def test_a_headerless_text_with_a_semicolon_is_not_split(tmp_path):
+    """Only a header whose next row splits the same way sets the separator."""
+    path = tmp_path / "texts.csv"
+    path.write_text("Stocks fall; bonds rise\nThe striker scored\n")
+    with pytest.raises(NewsloraError, match="texts without a header"):
+        load_examples(path, LABELS, need_labels=False, for_prediction=True)
+
+
+def test_a_zip_holding_one_data_file_reads_as_that_file(tmp_path):
+    """Kaggle ships `train.csv.zip`; macOS adds `__MACOSX/` copies. Any format inside."""
+    frame = pd.DataFrame({"text": TEXTS, "label": IDS})
+    parquet = tmp_path / "rows.parquet"
+    frame.to_parquet(parquet)
+    archives = {
+        "train.csv.zip": {"train.csv": frame.to_csv(index=False)},
+        "mac.zip": {"train.csv": frame.to_csv(index=False), "__MACOSX/._train.csv": "x"},
+        "rows.zip": {"data/rows.parquet": parquet.read_bytes()},
+        "lines.zip": {"rows.jsonl": frame.to_json(orient="records", lines=True)},
+    }
+    for name, members in archives.items():
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member, content in members.items():
+                archive.writestr(member, content)
+        df = load_examples(tmp_path / name, LABELS, need_labels=True)
+        assert df["text"].tolist() == TEXTS and df["label"].tolist() == IDS, name
 
 
 def test_txt_is_one_text_per_line(tmp_path):

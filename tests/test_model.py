@@ -1,13 +1,20 @@
 """Saving and reloading: the head travels with the adapter; predictions are identical."""
 
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import safetensors.torch
 import torch
-from conftest import LABELS, newslora, save_tiny_encoder, tiny_config, trained_looking_model
+from conftest import (
+    LABELS,
+    newslora,
+    save_tiny_encoder,
+    tiny_config,
+    trained_looking_model,
+)
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
@@ -116,6 +123,24 @@ def test_run_predictions_survive_the_merge(tiny_bert, small_train_csv, tmp_path,
     expected = predict_logits(model, tokenizer, TEXTS, precision="fp32", progress=False)
     got = predict_logits(merged, tokenizer, TEXTS, precision="fp32", progress=False)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_saving_and_loading_never_look_up_the_base(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    """The adapter config names the base as it was when trained: a Hub id (`roberta-base`),
+    or a folder since moved. peft's default save and key listing look that base up (a network
+    call for an id, and a warning wherever it is not found, at every checkpoint); newslora
+    never resizes the vocabulary, so neither needs to."""
+    cfg = load_config(write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")))
+    model, tokenizer = trained_looking_model(cfg)
+    for base in ("FacebookAI/roberta-base", str(tmp_path / "gone")):
+        model.peft_config["default"].base_model_name_or_path = base
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            save_model(model, tokenizer, tmp_path / "adapter")
+            load_model(cfg, tmp_path / "adapter")
+        assert not [w for w in caught if base in str(w.message)], base
 
 
 def test_load_report_names_missing_encoder_weights_only(

@@ -81,10 +81,10 @@ def _text_series(df, spec, text_columns):
         cols = [c for c in (_find(df, c) for c in TEXT_PARTS) if c]
     else:
         hint = TEXT_HINT
-        if len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
-            hint = " (is the file comma-separated? a .tsv name reads tabs)"
-        elif len(df.columns) == 1 and " " in str(df.columns[0]):  # a text where a name should be
+        if len(df.columns) == 1 and " " in str(df.columns[0]):  # a text where a name should be
             hint = f"{TEXT_HINT}; texts without a header: a first line `text`, or a .txt name"
+        elif len(df.columns) == 1 and any(d in str(df.columns[0]) for d in ";\t|"):
+            hint = " (rows split by another separator than the header's?)"
         raise NewsloraError(
             f"{spec}: missing column 'text' (or 'title'/'description'); "
             f"has: {list(df.columns)}{hint}"

@@ -301,8 +301,8 @@ def _frozen(module):
 def save_model(model, tokenizer, folder):
     """peft adapter (+ head) or, for full fine-tuning, every weight; tokenizer beside it."""
     folder = Path(folder)
-    if isinstance(model, PeftModel):
-        model.save_pretrained(folder)
+    if isinstance(model, PeftModel):  # the vocabulary is never resized: no lookup of the base
+        model.save_pretrained(folder, save_embedding_layers=False)
     else:
         folder.mkdir(parents=True, exist_ok=True)
         safetensors.torch.save_model(model, str(folder / FULL_WEIGHTS))
@@ -359,7 +359,9 @@ def _check_complete(model, path):
     fresh init (lora_B zero): predictions from a part of the run. Stop on it instead."""
     with safe_open(str(path), framework="pt") as f:
         saved = set(f.keys())
-    missing = sorted(set(get_peft_model_state_dict(model)) - saved)
+    # as saved (save_model): "auto" would look the base up, on the Hub for an id
+    expected = get_peft_model_state_dict(model, save_embedding_layers=False)
+    missing = sorted(set(expected) - saved)
     if missing:
         raise NewsloraError(
             f"{path}: lacks {len(missing)} of the run's weights ({missing[0]}): cut short, or "

@@ -2,10 +2,12 @@
 
 Accepted sources:
   * the official AG News CSV (no header; class 1-4, title, description);
-  * a CSV or TSV with a header (`label,title,description`, `label,text`, `text`, ...);
+  * a CSV or TSV with a header (`label,title,description`, `label,text`, `text`, ...); a .csv
+    whose header has no comma but semicolons, tabs or bars is read with that separator;
   * Parquet, JSON lines (.jsonl, or .json as `datasets` writes it), a JSON array (.json);
   * a .txt file: one text per line, no header (for prediction);
-  * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz;
+  * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz, or a .zip holding
+    one data file (Kaggle ships `train.csv.zip`);
   * a pickled Hugging Face Dataset (.pkl), only with allow_pickle (unpickling runs code);
   * a Hub dataset id, `owner/name[:split]`, loaded with `datasets` (needs the network or cache);
   * a folder: a dataset `datasets` saved (save_to_disk), or Parquet shards.
@@ -15,9 +17,12 @@ import bz2
 import codecs
 import csv
 import gzip
+import io
+import itertools
 import lzma
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -33,13 +38,38 @@ BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-# compressed text files (`train.csv.gz`): pandas infers the compression from the name too
-OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+SEPARATORS = (";", "\t", "|")  # what a .csv may use instead of commas (Excel in many locales: ;)
+
+
+def _zip_member(path):
+    """The one data file in a .zip (folders, macOS' `__MACOSX/` copies and dot files aside)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as e:
+        raise NewsloraError(f"{path}: not a readable zip file ({e})") from None
+    files = [n for n in names if not n.endswith("/") and not n.startswith("__MACOSX/")]
+    files = [n for n in files if not Path(n).name.startswith(".")]
+    if len(files) != 1:
+        raise NewsloraError(f"{path}: holds {len(files)} files {files[:5]}; unzip it, give one")
+    return files[0]
+
+
+def _open_zip(path, mode="rb", **kw):
+    member = zipfile.ZipFile(path).open(_zip_member(path))
+    return io.TextIOWrapper(member, **kw) if "t" in mode else member
+
+
+# compressed files (`train.csv.gz`), opened as their decompressed bytes for every reader
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _open_zip}
 
 
 def _kind(path):
-    """The file's own suffix, under a compression suffix: `.csv` for `train.csv.gz`."""
+    """The file's own suffix, under a compression suffix: `.csv` for `train.csv.gz`, and for
+    a .zip its data file's (`archive.zip` holding `train.csv`: `.csv`)."""
     suffix = path.suffix.lower()
+    if suffix == ".zip" and path.is_file():
+        return _kind(Path(_zip_member(path)))
     return Path(path.stem).suffix.lower() if suffix in OPENERS else suffix
 
 
@@ -83,18 +113,35 @@ def _open(path, mode, **kw):
 
 
 def _encoding(path, encoding):
-    """`encoding`, or the one a byte-order mark names when the setting is the default utf-8."""
+    """`encoding`, or where the setting is the default utf-8, the one a byte-order mark names,
+    or UTF-16 where every other byte of the start is zero (UTF-16 written without a mark)."""
     if codecs.lookup(encoding).name != "utf-8":
         return encoding
     with _open(path, "rb") as f:
-        head = f.read(3)
-    return next((name for bom, name in BOMS if head.startswith(bom)), encoding)
+        head = f.read(2048)
+    marked = next((name for bom, name in BOMS if head.startswith(bom)), None)
+    if marked or len(head) < 4:
+        return marked or encoding
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > 0.75 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) > 0.75 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return encoding
 
 
-def _first_row(path, sep, encoding):
+def _read(reader, path, **options):
+    """A pandas reader on the file's decompressed bytes (a .gz, .bz2, .xz or .zip opened here,
+    so that every format reads the same way from each)."""
+    with _open(path, "rb") as f:
+        return reader(f, **options)
+
+
+def _first_rows(path, sep, encoding, n=1):
+    """The first `n` non-blank rows of a CSV read with `sep`."""
     csv.field_size_limit(1 << 30)  # news cells can be long; the default limit is 128 KiB
     with _open(path, "rt", newline="", encoding=encoding) as f:  # blank lines: pandas skips them
-        return next((row for row in csv.reader(f, delimiter=sep) if any(row)), [])
+        return list(itertools.islice((row for row in csv.reader(f, delimiter=sep) if any(row)), n))
 
 
 def _headerless_ag(first):
@@ -112,26 +159,63 @@ def column_names(names, spec, where=""):
     return names
 
 
+def _separator(path, sep, encoding, first):
+    """The separator of a .csv whose header has no comma but one of SEPARATORS (and whose
+    next row has as many fields by it: a headerless text with a semicolon is no header)."""
+    if sep != "," or len(first) != 1:
+        return sep
+    for other in SEPARATORS:
+        rows = _first_rows(path, other, encoding, n=2) if other in first[0] else []
+        if rows and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows):
+            return other
+    return sep
+
+
 def _read_csv(path, sep, encoding):
-    first = _first_row(path, sep, encoding)
+    first = next(iter(_first_rows(path, sep, encoding)), [])
     if not first:
         raise NewsloraError(f"{path}: empty file (no header, no rows)")
+    sep = _separator(path, sep, encoding, first)
+    first = _first_rows(path, sep, encoding)[0]
+    options = dict(sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
     if _headerless_ag(first):
         names = ["class", "title", "description"]
-        return pd.read_csv(
-            path, header=None, names=names, dtype=str, keep_default_na=False, encoding=encoding
-        )
+        return _read(pd.read_csv, path, header=None, names=names, **options)
     column_names(first, path, " in the header")  # before pandas renames a second `text` to `text.1`
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
+    try:
+        df = _read(pd.read_csv, path, **options)
+    except pd.errors.ParserError as e:
+        raise NewsloraError(f"{path}: {_fields_error(str(e), sep)}") from None
+    if not isinstance(df.index, pd.RangeIndex):  # pandas took the extra fields for an index
+        fields = len(first) + df.index.nlevels
+        raise NewsloraError(
+            f"{path}: the first row under the header has {fields} fields, the header "
+            f"{len(first)}{_quote_hint(sep)}"
+        )
+    return df
+
+
+def _fields_error(message, sep):
+    """pandas' "Expected 2 fields in line 3, saw 3" as a row of the file, with the likely cause."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if not found:
+        return f"cannot read as .csv: {message.strip().splitlines()[-1][:200]}"
+    header, line, fields = found.groups()
+    return f"line {line} has {fields} fields, the header {header}{_quote_hint(sep)}"
+
+
+def _quote_hint(sep):
+    shown = {"\t": "tab"}.get(sep, f"'{sep}'")
+    return f" (a {shown} inside a text? quote that field)"
 
 
 def _read_json(path, encoding):
     """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
     (`datasets`' to_json writes lines to .json)."""
     try:
-        df = pd.read_json(path, encoding=encoding)
+        df = _read(pd.read_json, path, encoding=encoding)
     except ValueError:
-        return pd.read_json(path, lines=True, encoding=encoding)
+        return _read(pd.read_json, path, lines=True, encoding=encoding)
     if len(df.columns) == 1 and len(df) and all(isinstance(v, dict) for v in df.iloc[:, 0]):
         return pd.DataFrame(df.iloc[:, 0].tolist())
     return df
@@ -149,7 +233,7 @@ def _read_pickle(path, allow_pickle):
             f"{path}: reading a pickle runs code from the file; pass --allow-pickle if you trust it"
         )
     try:
-        with open(path, "rb") as f:
+        with _open(path, "rb") as f:
             obj = pickle.load(f)
     except Exception as e:  # any damaged or foreign file: unpickling errors have many types
         raise NewsloraError(f"{path}: not a readable pickle ({type(e).__name__})") from None
@@ -194,12 +278,12 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
         if suffix == "folder":
             return _read_folder(path)
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return _read(pd.read_parquet, path)
         if suffix in (".pkl", ".pickle"):
             return _read_pickle(path, allow_pickle)
         encoding = _encoding(path, encoding)
         if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, encoding=encoding)
+            return _read(pd.read_json, path, lines=True, encoding=encoding)
         if suffix == ".json":
             return _read_json(path, encoding)
         if suffix == ".txt":
