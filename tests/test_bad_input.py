@@ -241,6 +241,23 @@ def test_an_output_that_cannot_be_written_is_one_line(tiny_run, tmp_path, capsys
     _fails(capsys, ["predict", tiny_run, texts, out], "cannot write there", "a-file")
 
 
+def test_an_output_never_replaces_its_input_or_a_folder(tiny_run, tmp_path, capsys):
+    """`predict in.csv in.csv` would swap the texts for labels, and a folder given for a file
+    would be replaced whole (a file for an export's folder: export's own check). Each stops
+    before any work."""
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\nStocks fall\n")
+    _fails(capsys, ["predict", tiny_run, texts, texts], "is the input file too", "texts.csv")
+    _fails(capsys, ["augment", "clean", texts, texts], "is the input file too", "texts.csv")
+    assert texts.read_text() == "text\nStocks fall\n"
+    _fails(capsys, ["predict", tiny_run, texts, tmp_path], "exists and is not a file", "")
+    out = tmp_path / "export.csv"
+    out.write_text(EARLIER)
+    argv = ["export", tiny_run, out, "--format", "hf"]
+    _fails(capsys, argv, "exists and is not a newslora export", "export.csv")
+    assert out.read_text() == EARLIER
+
+
 def test_serve_on_a_taken_port_is_one_line(tiny_run, capsys):
     with socket.create_server(("127.0.0.1", 0)) as taken:  # listening: the port is in use
         port = taken.getsockname()[1]

@@ -9,7 +9,7 @@ from newslora import NewsloraError
 from newslora.config import DataConfig
 from newslora.data import clean_text, load_examples, load_with_config
 from newslora.splits import split_train_val
-from newslora.tables import read_table
+from newslora.tables import read_table, write_to
 
 
 @pytest.mark.parametrize(
@@ -273,6 +273,21 @@ def test_a_zip_holding_one_data_file_reads_as_that_file(tmp_path):
                 archive.writestr(member, content)
         df = load_examples(tmp_path / name, LABELS, need_labels=True)
         assert df["text"].tolist() == TEXTS and df["label"].tolist() == IDS, name
+
+
+WRITTEN = ["a.csv", "a.tsv", "a.parquet", "a.jsonl", "a.json", "a.csv.gz", "a.tsv.xz", "a.csv.zip"]
+
+
+@pytest.mark.parametrize("name", WRITTEN)
+def test_what_newslora_writes_it_reads_back(name, tmp_path):
+    """predict and augment write the format their output's name says (tables.write_to)."""
+    frame = pd.DataFrame({"text": ['Stocks fall, "again"', "Cup final\tGoal"], "label": [2, 1]})
+    write_to(frame, tmp_path / "temporary", name)
+    (tmp_path / "temporary").rename(tmp_path / name)
+    df = load_examples(tmp_path / name, LABELS, need_labels=True, clean=False)
+    assert df["text"].tolist() == frame["text"].tolist() and df["label"].tolist() == [2, 1]
+    if name.endswith(".zip"):
+        assert zipfile.ZipFile(tmp_path / name).namelist() == ["a.csv"]
 
 
 def test_txt_is_one_text_per_line(tmp_path):

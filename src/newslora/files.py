@@ -19,10 +19,20 @@ def writable_dir(path):
         raise NewsloraError(f"{path}: cannot write there ({e.strerror or e})") from None
 
 
+def not_an_input(output, *inputs):
+    """Stop before an output replaces a file the command reads (`predict in.csv in.csv`)."""
+    for spec in inputs:
+        if spec and Path(spec).exists() and Path(spec).resolve() == Path(output).resolve():
+            raise NewsloraError(f"{output}: is the input file too; write to another path")
+
+
 @contextmanager
 def atomic_path(path, is_dir=False):
     """Yield a temporary sibling of `path`; move it over `path` only if the block succeeds."""
     path = Path(path)
+    if path.exists() and path.is_dir() != is_dir:  # never a file for a folder, or the reverse
+        want = "a folder" if is_dir else "a file"
+        raise NewsloraError(f"{path}: exists and is not {want}; give {want}'s path")
     writable_dir(path.parent)  # a read-only or missing place: the user's path, not a bug
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

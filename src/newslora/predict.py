@@ -18,8 +18,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import for_file, load_with_config, row_numbers
-from newslora.files import atomic_path, read_json
+from newslora.files import atomic_path, not_an_input, read_json
 from newslora.model import autocast_dtype, load_model, saved_files, store_frozen
+from newslora.tables import write_to
 
 
 def run_config(run_dir):
@@ -176,13 +177,14 @@ def predict_run(
     df = load_with_config(data_cfg, spec, allow_pickle=allow_pickle, for_prediction=True)
     if df.attrs["id_column"] is not None:
         warn_bad_ids(df["id"], spec)
+    not_an_input(output, spec)
     with atomic_path(output) as tmp:  # before the model runs: an unwritable place fails at once
         _, logits_of = load_predictor(run_dir, backend)
         predicted = logits_of(df["text"].tolist(), batch_size).argmax(axis=1)
         if names:
             predicted = np.asarray(cfg.data.labels, dtype=object)[predicted]
         table = pd.DataFrame({"ID": df["id"], "Label": predicted})
-        table.to_csv(tmp, index=False)
+        write_to(table, tmp, output)
     table.attrs["id_column"] = df.attrs["id_column"]
     return table
 

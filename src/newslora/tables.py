@@ -1,4 +1,5 @@
-"""Tables: any supported source read into a raw DataFrame, its columns as in the file.
+"""Tables: any supported source read into a raw DataFrame, its columns as in the file; and a
+table written in the format its name says (write_to: what newslora writes, it reads back).
 
 Accepted sources:
   * the official AG News CSV (no header; class 1-4, title, description);
@@ -15,6 +16,7 @@ Accepted sources:
 
 import bz2
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -64,13 +66,37 @@ def _open_zip(path, mode="rb", **kw):
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _open_zip}
 
 
-def _kind(path):
+def _kind(path, look_inside=True):
     """The file's own suffix, under a compression suffix: `.csv` for `train.csv.gz`, and for
     a .zip its data file's (`archive.zip` holding `train.csv`: `.csv`)."""
     suffix = path.suffix.lower()
-    if suffix == ".zip" and path.is_file():
+    if suffix == ".zip" and look_inside and path.is_file():
         return _kind(Path(_zip_member(path)))
     return Path(path.stem).suffix.lower() if suffix in OPENERS else suffix
+
+
+def write_to(df, path, name):
+    """`df` written to `path` in the format `name` says (the output's name, where `path` is a
+    temporary file): .parquet, .jsonl (lines), .json (an array), .tsv, else CSV; compressed
+    where the name ends in .gz, .bz2, .xz or .zip, as newslora reads them back."""
+    name = Path(name)
+    kind, suffix = _kind(name, look_inside=False), name.suffix.lower()
+    with contextlib.ExitStack() as stack:
+        if suffix == ".zip":
+            archive = stack.enter_context(zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED))
+            f = stack.enter_context(archive.open(name.stem, "w"))
+        elif suffix == ".gz":  # gzip.open would record the temporary file's name inside
+            raw = stack.enter_context(open(path, "wb"))
+            f = stack.enter_context(gzip.GzipFile(name.stem, "wb", fileobj=raw))
+        else:
+            f = stack.enter_context(OPENERS.get(suffix, open)(path, "wb"))
+        if kind == ".parquet":
+            df.to_parquet(f, index=False)
+        elif kind in (".json", ".jsonl"):
+            lines = kind == ".jsonl"
+            f.write(df.to_json(orient="records", lines=lines, force_ascii=False).encode())
+        else:
+            df.to_csv(f, sep="\t" if kind == ".tsv" else ",", index=False, encoding="utf-8")
 
 
 def is_hub_id(spec):

@@ -13,7 +13,8 @@ import pandas as pd
 
 from newslora.augment.synonyms import SynonymAugmenter, SynonymConfig
 from newslora.data import load_with_config
-from newslora.files import atomic_path, write_json
+from newslora.files import atomic_path, not_an_input, write_json
+from newslora.tables import write_to
 
 __all__ = [
     "SynonymConfig",
@@ -26,12 +27,9 @@ __all__ = [
 
 
 def write_table(df, path):
-    """CSV, or Parquet when the name ends in .parquet; written atomically."""
+    """The table in the format its name says (tables.write_to: CSV, Parquet, ...), atomically."""
     with atomic_path(path) as tmp:
-        if str(path).lower().endswith(".parquet"):
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
+        write_to(df, tmp, path)
     return df
 
 
@@ -58,6 +56,7 @@ def _read(data_cfg, spec, allow_pickle=False):
 
 def clean_file(data_cfg, input_spec, output, allow_pickle=False):
     """The input's texts, cleaned (data.clean_text), labels kept when present."""
+    not_an_input(output, input_spec)
     df = _read(replace(data_cfg, clean=True), input_spec, allow_pickle)
     return write_table(_table(df, "real"), output)
 
@@ -65,6 +64,7 @@ def clean_file(data_cfg, input_spec, output, allow_pickle=False):
 def synonyms_file(data_cfg, input_spec, output, syn_cfg):
     """`syn_cfg.copies` synonym-augmented copies of every input row (a config.SynonymConfig),
     after the input rows themselves with `syn_cfg.keep_original`."""
+    not_an_input(output, input_spec)
     df = _read(data_cfg, input_spec)
     augmenter = SynonymAugmenter(syn_cfg)
     parts = [_table(df, "real")] if syn_cfg.keep_original else []
@@ -113,6 +113,7 @@ def filter_file(data_cfg, input_spec, output, run_dir, threshold):
     """Keep the rows of a labelled file (generated, or anyone's synthetic data) that a trained
     run assigns to their own label with calibrated confidence >= threshold. Writes like
     generate_file: kept rows, OUTPUT.scored.csv, OUTPUT.report.json; returns the report."""
+    not_an_input(output, input_spec)
     df = load_with_config(data_cfg, input_spec, need_labels=True)
     rows = _table(df, df["source"].to_numpy() if "source" in df else "generated")
     rows, verdict = _filter(rows, run_dir, threshold, data_cfg.labels)
