@@ -222,7 +222,7 @@ def _read_csv(path, sep, encoding):
 
 
 def _fields_error(message, sep):
-    """pandas' "Expected 2 fields in line 3, saw 3" as a row of the file, with the likely cause."""
+    """pandas' "Expected 2 fields in line 3, saw 3" in plain words, with the likely cause."""
     found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
     if not found:
         return f"cannot read as .csv: {message.strip().splitlines()[-1][:200]}"
