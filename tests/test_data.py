@@ -142,6 +142,17 @@ def test_bad_rows_are_named(tmp_path, content, message):
     assert str(path) in str(err.value)
 
 
+def test_a_bad_byte_deep_in_a_file_is_named_by_its_line(tmp_path):
+    """pandas decodes in chunks, and its error counts bytes from a chunk's start; the message
+    names the line to open the file at."""
+    lines = ["label,text", *(f"1,row {i} is plain ASCII" for i in range(60_000))]
+    lines[50_001] = "2,caf\xe9 in latin-1"
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(NewsloraError, match=r"line 50,002 \(byte 0xe9\) is not valid utf-8"):
+        read_table(path)
+
+
 def test_missing_file_and_unreachable_hub_are_named():
     with pytest.raises(NewsloraError, match="nope.csv: file not found"):
         read_table("nope.csv")

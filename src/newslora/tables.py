@@ -156,6 +156,19 @@ def _encoding(path, encoding):
     return encoding
 
 
+def _undecodable(path, encoding):
+    """Where the file first fails to decode, as a line to open it at ("line 50,002 (byte
+    0xe9)"): the reader's own error counts bytes from the start of a chunk, not of the file."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with _open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as e:
+                return f"line {number:,} (byte 0x{e.object[e.start]:02x})"
+    return "the end of the file (a character cut short)"
+
+
 def _read(reader, path, **options):
     """A pandas reader on the file's decompressed bytes (a .gz, .bz2, .xz or .zip opened here,
     so that every format reads the same way from each)."""
@@ -317,9 +330,9 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
         return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding)
     except NewsloraError:
         raise
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError:
         raise NewsloraError(
-            f"{spec}: byte {e.start} is not valid {encoding} "
+            f"{spec}: {_undecodable(path, encoding)} is not valid {encoding} "
             "(set data.encoding, or --encoding, e.g. latin-1)"
         ) from None
     except LookupError:
