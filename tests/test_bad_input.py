@@ -48,9 +48,9 @@ CORPUS = {
     "binary.csv": (bytes(random.Random(0).randrange(256) for _ in range(4096)), "binary.csv"),
     "latin1.csv": ("label,text\n1,caf\u00e9 au lait\n".encode("latin-1"), "--encoding"),
     "not_a_pickle.pkl": (b"label,text\n1,plain csv bytes\n", "not a readable pickle"),
-    "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "cannot read"),
+    "truncated_json.jsonl": (b'{"label": 1, "text": "ok"}\n{"label": 2, "te', "line 2 is not"),
     "truncated.csv.gz": (gzip.compress(b"label,text\n1,some news\n" * 50)[:40], "cannot read"),
-    "truncated_array.json": (b'[{"label": 1, "text": "ok"}, {"label": 2', "cannot read as .json"),
+    "truncated_array.json": (b'[{"label": 1, "text": "ok"}, {"label": 2', "not valid JSON ("),
     "bare_texts.csv": (b"Stocks fell\nThe striker scored\n", "texts without a header"),
     "sheet.xlsx": (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), "a spreadsheet; save it as CSV"),
 }

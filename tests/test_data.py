@@ -153,6 +153,21 @@ def test_a_bad_byte_deep_in_a_file_is_named_by_its_line(tmp_path):
         read_table(path)
 
 
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json"])
+def test_a_broken_json_line_is_named_by_its_line(name, tmp_path):
+    """pandas names a character position; the message names the line (JSON lines, also
+    as .json), or the line and column of a document."""
+    lines = [f'{{"text": "row {i}", "label": 1}}' for i in range(5_000)]
+    lines[4_000] = '{"text": "cut short", "label": 1'
+    path = tmp_path / name
+    path.write_text("\n".join(lines))
+    with pytest.raises(NewsloraError, match=r"line 4,001 is not valid JSON \(Expecting ','"):
+        read_table(path)
+    path.write_text("[" + ",\n".join(lines[:4_000]) + ",\n{")
+    with pytest.raises(NewsloraError, match=r"not valid JSON \(.*, line 4,001 column 2\)"):
+        read_table(path)
+
+
 def test_missing_file_and_unreachable_hub_are_named():
     with pytest.raises(NewsloraError, match="nope.csv: file not found"):
         read_table("nope.csv")

@@ -21,6 +21,7 @@ import csv
 import gzip
 import io
 import itertools
+import json
 import lzma
 import pickle
 import re
@@ -248,16 +249,52 @@ def _quote_hint(sep):
     return f" (a {shown} inside a text? quote that field)"
 
 
-def _read_json(path, encoding):
+def _read_json(path, encoding, lines=False):
     """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
-    (`datasets`' to_json writes lines to .json)."""
+    (`datasets`' to_json writes lines to .json); with `lines`, JSON lines only. A file that
+    is not valid JSON is named by its line (pandas counts characters from a chunk's start)."""
     try:
-        df = _read(pd.read_json, path, encoding=encoding)
+        if lines:
+            return _read(pd.read_json, path, lines=True, encoding=encoding)
+        try:
+            df = _read(pd.read_json, path, encoding=encoding)
+        except UnicodeDecodeError:
+            raise
+        except ValueError:
+            return _read(pd.read_json, path, lines=True, encoding=encoding)
+    except UnicodeDecodeError:
+        raise
     except ValueError:
-        return _read(pd.read_json, path, lines=True, encoding=encoding)
+        where = _json_error(path, encoding)
+        if where is None:
+            raise
+        raise NewsloraError(f"{path}: {where}") from None
     if len(df.columns) == 1 and len(df) and all(isinstance(v, dict) for v in df.iloc[:, 0]):
         return pd.DataFrame(df.iloc[:, 0].tolist())
     return df
+
+
+def _json_error(path, encoding):
+    """Where a JSON file breaks: its first bad line where it is JSON lines (its first line
+    reads alone), else the place in the whole document; None if it is valid JSON after all."""
+    with _open(path, "rt", encoding=encoding) as f:
+        text = f.read()
+    rows = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if rows and _json_fault(rows[0][1]) is None:
+        for number, line in rows:
+            if fault := _json_fault(line):
+                return f"line {number:,} is not valid JSON ({fault.msg}, column {fault.colno})"
+        return None
+    fault = _json_fault(text)
+    return fault and f"not valid JSON ({fault.msg}, line {fault.lineno:,} column {fault.colno})"
+
+
+def _json_fault(text):
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return e
+    return None
 
 
 def _read_lines(path, encoding):
@@ -321,10 +358,8 @@ def read_table(spec, allow_pickle=False, encoding="utf-8"):
         if suffix in (".pkl", ".pickle"):
             return _read_pickle(path, allow_pickle)
         encoding = _encoding(path, encoding)
-        if suffix == ".jsonl":
-            return _read(pd.read_json, path, lines=True, encoding=encoding)
-        if suffix == ".json":
-            return _read_json(path, encoding)
+        if suffix in (".json", ".jsonl"):
+            return _read_json(path, encoding, lines=suffix == ".jsonl")
         if suffix == ".txt":
             return _read_lines(path, encoding)
         return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding)
