@@ -246,10 +246,14 @@ def build_parser():
     p.add_argument(
         "input",
         nargs="?",
-        help="file of texts: CSV/TSV/Parquet/JSON(L)/.txt, or .pkl (see below); "
+        help="file of texts: CSV/TSV/Parquet/JSON(L)/.txt (also zipped), or .pkl (see below); "
         "left out: the run's data.predict",
     )
-    p.add_argument("output", help="CSV to write: ID,Label (ID from an `id` column, else 0..n-1)")
+    p.add_argument(
+        "output",
+        help="file to write: ID,Label (ID from an `id` column, else 0..n-1), as CSV or as its "
+        "name says (.tsv, .parquet, .jsonl, .json; .gz, .bz2, .xz, .zip)",
+    )
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
     p.add_argument("--batch-size", type=int, help="rows per batch (default train.eval_batch_size)")
     p.add_argument(
@@ -280,7 +284,9 @@ def build_parser():
     ):
         s = steps.add_parser(step, help=help_text)
         s.add_argument("input", help="labelled or unlabelled data file")
-        s.add_argument("output", help="CSV or .parquet to write (text, label, source[, origin])")
+        s.add_argument(
+            "output", help="file to write (text, label, source[, origin]): CSV, or as its name says"
+        )
         s.add_argument("--config", help="take labels and text columns from this config")
         s.set_defaults(func=cmd_augment)
     s = steps.add_parser(
