@@ -212,6 +212,7 @@ TEXTS, IDS = ["Stocks fall Wall St.", "Cup final Goal"], [2, 1]
         ("semicolons.csv", "label;text\n2;Stocks fall Wall St.\n1;Cup final Goal\n", "utf-8"),
         ("tabs.csv", "label\ttext\n2\tStocks fall Wall St.\n1\tCup final Goal\n", "utf-8"),
         ("bars.csv", "label|text\n2|Stocks fall Wall St.\n1|Cup final Goal\n", "utf-8"),
+        ("commas.tsv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-8"),
         ("headerless.tsv", HEADERLESS.replace('","', '"\t"'), "utf-8"),
         ("no_mark.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-le"),
         ("no_mark_be.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-be"),

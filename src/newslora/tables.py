@@ -3,8 +3,8 @@ table written in the format its name says (write_to: what newslora writes, it re
 
 Accepted sources:
   * the official AG News CSV (no header; class 1-4, title, description);
-  * a CSV or TSV with a header (`label,title,description`, `label,text`, `text`, ...); a .csv
-    whose header has no comma but semicolons, tabs or bars is read with that separator;
+  * a CSV or TSV with a header (`label,title,description`, `label,text`, `text`, ...); one
+    whose header has no comma (tab) but semicolons, tabs, commas or bars is read by that;
   * Parquet, JSON lines (.jsonl, or .json as `datasets` writes it), a JSON array (.json);
   * a .txt file: one text per line, no header (for prediction);
   * any of the text formats compressed, named so: train.csv.gz, .bz2, .xz, or a .zip holding
@@ -41,7 +41,7 @@ BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-SEPARATORS = (";", "\t", "|")  # what a .csv may use instead of commas (Excel in many locales: ;)
+SEPARATORS = (",", ";", "\t", "|")  # what a .csv or .tsv may use (Excel in many locales: ;)
 
 
 def _zip_member(path):
@@ -200,11 +200,11 @@ def column_names(names, spec, where=""):
 
 
 def _separator(path, sep, encoding, first):
-    """The separator of a .csv whose header has no comma but one of SEPARATORS (and whose
-    next row has as many fields by it: a headerless text with a semicolon is no header)."""
-    if sep != "," or len(first) != 1:
+    """The separator of a .csv (.tsv) whose header has no comma (tab) but another of SEPARATORS,
+    and whose next row has as many fields by it (a headerless text with a ; is no header)."""
+    if len(first) != 1:
         return sep
-    for other in SEPARATORS:
+    for other in (s for s in SEPARATORS if s != sep):
         rows = _first_rows(path, other, encoding, n=2) if other in first[0] else []
         if rows and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows):
             return other
