@@ -250,25 +250,28 @@ def _quote_hint(sep):
 
 
 def _read_json(path, encoding, lines=False):
-    """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
-    (`datasets`' to_json writes lines to .json); with `lines`, JSON lines only. A file that
-    is not valid JSON is named by its line (pandas counts characters from a chunk's start)."""
+    """A JSON file as a table (_json_frame). One that is not valid JSON is named by its line:
+    pandas counts characters from the start of a chunk."""
     try:
-        if lines:
-            return _read(pd.read_json, path, lines=True, encoding=encoding)
-        try:
-            df = _read(pd.read_json, path, encoding=encoding)
-        except UnicodeDecodeError:
-            raise
-        except ValueError:
-            return _read(pd.read_json, path, lines=True, encoding=encoding)
+        return _json_frame(path, encoding, lines)
     except UnicodeDecodeError:
-        raise
+        raise  # read_table names the line that does not decode
     except ValueError:
         where = _json_error(path, encoding)
         if where is None:
             raise
         raise NewsloraError(f"{path}: {where}") from None
+
+
+def _json_frame(path, encoding, lines):
+    """A JSON array of records, or one key holding them (`{"data": [...]}`), else JSON lines
+    (`datasets`' to_json writes lines to .json); with `lines` (.jsonl), JSON lines only."""
+    if lines:
+        return _read(pd.read_json, path, lines=True, encoding=encoding)
+    try:
+        df = _read(pd.read_json, path, encoding=encoding)
+    except ValueError:  # not one JSON document
+        return _read(pd.read_json, path, lines=True, encoding=encoding)
     if len(df.columns) == 1 and len(df) and all(isinstance(v, dict) for v in df.iloc[:, 0]):
         return pd.DataFrame(df.iloc[:, 0].tolist())
     return df
