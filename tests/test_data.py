@@ -168,6 +168,18 @@ def test_a_broken_json_line_is_named_by_its_line(name, tmp_path):
         read_table(path)
 
 
+def test_typed_columns_are_checked_as_text_is(tmp_path):
+    """Parquet and JSON carry types CSV cannot: a list where a text should be (tokens) is
+    refused, not read as its printed form; a missing label reads as empty, as in a CSV."""
+    path = tmp_path / "typed.parquet"
+    pd.DataFrame({"text": [["Stocks", "fall"], ["Cup"]], "label": [2, 1]}).to_parquet(path)
+    with pytest.raises(NewsloraError, match="row 1, ...: field 'text' holds a list, not a text"):
+        load_examples(path, LABELS, need_labels=True)
+    pd.DataFrame({"text": ["Stocks fall", "Cup final"], "label": [2.0, None]}).to_parquet(path)
+    with pytest.raises(NewsloraError, match="row 2: field 'label' = '' is not a valid label"):
+        load_examples(path, LABELS, need_labels=True)
+
+
 def test_missing_file_and_unreachable_hub_are_named():
     with pytest.raises(NewsloraError, match="nope.csv: file not found"):
         read_table("nope.csv")

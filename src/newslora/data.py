@@ -89,6 +89,12 @@ def _text_series(df, spec, text_columns):
             f"{spec}: missing column 'text' (or 'title'/'description'); "
             f"has: {list(df.columns)}{hint}"
         )
+    for c in cols:  # a list or array is no text (tokens, or several fields in one)
+        listed = ~df[c].map(pd.api.types.is_scalar)
+        if listed.any():
+            raise NewsloraError(
+                f"{spec}: row {row_numbers(listed, 1)}: field '{c}' holds a list, not a text"
+            )
     parts = [df[c].fillna("").astype(str).str.strip() for c in cols]
     text = parts[0]
     for p in parts[1:]:
@@ -149,7 +155,7 @@ def _label_ids(values, column, spec, labels):
     class_id = _class_reader(labels, column)
     ids = []
     for row, value in enumerate(values, start=1):
-        raw = str(value).strip()
+        raw = "" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value).strip()
         ids.append(class_id(raw))
         if ids[-1] is None:
             first = _first_id(column)
