@@ -276,7 +276,7 @@ def build_parser():
     )
     p.set_defaults(func=cmd_budget)
 
-    p = sub.add_parser("augment", help="write an augmented dataset file (CSV or Parquet)")
+    p = sub.add_parser("augment", help="write an augmented dataset file (CSV, Parquet, ...)")
     steps = p.add_subparsers(dest="step", required=True)
     for step, help_text in (
         ("clean", "repair AG News escapes and whitespace (idempotent)"),
@@ -295,7 +295,7 @@ def build_parser():
         "per class, keep those a trained run agrees with (config [generate])",
     )
     s.add_argument("config", help="TOML config with a [generate] section (see configs/)")
-    s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
+    s.add_argument("output", help="kept rows (CSV, or as named); .scored.csv, .report.json beside")
     s.add_argument("overrides", nargs="*", help="section.key=value, e.g. generate.per_class=50")
     s.set_defaults(func=cmd_generate)
     s = steps.add_parser(
@@ -304,7 +304,7 @@ def build_parser():
         "label with calibrated confidence >= threshold",
     )
     s.add_argument("input", help="labelled data file (text, label)")
-    s.add_argument("output", help="CSV or .parquet of kept rows; .scored.csv, .report.json beside")
+    s.add_argument("output", help="kept rows (CSV, or as named); .scored.csv, .report.json beside")
     judge_args(s, "the trained run that judges the rows")
     s.add_argument(
         "--config", help="take labels and text columns from this config (default: the run's)"
