@@ -8,13 +8,7 @@ import pandas as pd
 import pytest
 import safetensors.torch
 import torch
-from conftest import (
-    LABELS,
-    newslora,
-    save_tiny_encoder,
-    tiny_config,
-    trained_looking_model,
-)
+from conftest import LABELS, newslora, save_tiny_encoder, tiny_config, trained_looking_model
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
