@@ -129,9 +129,10 @@ def test_a_file_in_other_classes_reads_in_its_own(tmp_path, labels, names, ids):
         ("label,body\n0,fine\n", "missing column 'text'"),
         ("text\nonly text\n", "missing column 'label'"),
         ("label,text\n", "no rows"),
-        ("label,text\n0,Stocks fall, bonds rise\n1,fine\n", "under the header has 3 fields"),
-        ("label,text\n0,fine\n1,Stocks fall, bonds rise\n", "line 3 has 3 fields, the header 2"),
-        ("label;text\n0,fine\n", "under the header has 2 fields, the header 1"),
+        ("label,text\n0,Stocks fall, bonds rise\n1,fine\n", "row 1: 3 fields under a header of 2"),
+        ("label,text\n0,fine,\n1,Stocks, bonds\n", "row 2: 3 fields under a header of 2"),
+        ("label,text\n0,fine\n1,Stocks fall, bonds rise\n", "line 3: 3 fields under a header of 2"),
+        ("label;text\n0,fine\n", "row 1: 2 fields under a header of 1"),
     ],
 )
 def test_bad_rows_are_named(tmp_path, content, message):
@@ -225,6 +226,7 @@ TEXTS, IDS = ["Stocks fall Wall St.", "Cup final Goal"], [2, 1]
         ("tabs.csv", "label\ttext\n2\tStocks fall Wall St.\n1\tCup final Goal\n", "utf-8"),
         ("bars.csv", "label|text\n2|Stocks fall Wall St.\n1|Cup final Goal\n", "utf-8"),
         ("commas.tsv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-8"),
+        ("closing_commas.csv", "label,text\n2,Stocks fall Wall St.,\n1,Cup final Goal,\n", "utf-8"),
         ("headerless.tsv", HEADERLESS.replace('","', '"\t"'), "utf-8"),
         ("no_mark.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-le"),
         ("no_mark_be.csv", "label,text\n2,Stocks fall Wall St.\n1,Cup final Goal\n", "utf-16-be"),

@@ -227,12 +227,23 @@ def _read_csv(path, sep, encoding):
     except pd.errors.ParserError as e:
         raise NewsloraError(f"{path}: {_fields_error(str(e), sep)}") from None
     if not isinstance(df.index, pd.RangeIndex):  # pandas took the extra fields for an index
-        fields = len(first) + df.index.nlevels
-        raise NewsloraError(
-            f"{path}: the first row under the header has {fields} fields, the header "
-            f"{len(first)}{_quote_hint(sep)}"
-        )
+        return _without_empty_extras(path, first, df.index.nlevels, options)
     return df
+
+
+def _without_empty_extras(path, header, extra, options):
+    """A CSV whose rows have `extra` fields more than its header: read, where they are empty
+    (a comma closing every row, as some exporters write), else an error naming the first row
+    that fills one (a comma inside an unquoted text)."""
+    names = [*header, *(f"extra {i}" for i in range(extra))]
+    df = _read(pd.read_csv, path, header=0, names=names, **options)
+    filled = (df[names[len(header) :]] != "").any(axis=1).to_numpy()
+    if filled.any():
+        raise NewsloraError(
+            f"{path}: row {int(filled.argmax()) + 1}: {len(names)} fields under a header of "
+            f"{len(header)}{_quote_hint(options['sep'])}"
+        )
+    return df[header]
 
 
 def _fields_error(message, sep):
@@ -241,7 +252,7 @@ def _fields_error(message, sep):
     if not found:
         return f"cannot read as .csv: {message.strip().splitlines()[-1][:200]}"
     header, line, fields = found.groups()
-    return f"line {line} has {fields} fields, the header {header}{_quote_hint(sep)}"
+    return f"line {line}: {fields} fields under a header of {header}{_quote_hint(sep)}"
 
 
 def _quote_hint(sep):
