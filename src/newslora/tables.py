@@ -212,11 +212,11 @@ def _separator(path, sep, encoding, first):
 
 
 def _read_csv(path, sep, encoding):
-    first = next(iter(_first_rows(path, sep, encoding)), [])
-    if not first:
+    rows = _first_rows(path, sep, encoding)
+    if not rows:
         raise NewsloraError(f"{path}: empty file (no header, no rows)")
-    sep = _separator(path, sep, encoding, first)
-    first = _first_rows(path, sep, encoding)[0]
+    sep = _separator(path, sep, encoding, rows[0])
+    first = _first_rows(path, sep, encoding)[0]  # the header, split by the separator found
     options = dict(sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
     if _headerless_ag(first):
         names = ["class", "title", "description"]
