@@ -19,7 +19,7 @@ from conftest import DATA
 from newslora.data import load_with_config
 from newslora.export import export_run
 from newslora.predict import export_meta, load_predictor, run_temperature, source_config
-from newslora.serve import create_app
+from newslora.serve import MicroBatcher, create_app
 
 
 def free_port():
@@ -125,6 +125,52 @@ def test_bad_requests_get_a_4xx_with_a_message(server, body, status, message):
     answer = httpx.post(f"{server}/predict", content=body)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"] and "\n" not in answer.json()["error"]
+
+
+def test_other_errors_answer_in_the_same_shape(server):
+    for answer, status in [
+        (httpx.get(f"{server}/predict"), 405),
+        (httpx.post(f"{server}/predicts", json={"text": "a"}), 404),
+    ]:
+        assert answer.status_code == status and answer.json()["error"], answer.text
+
+
+def test_half_of_a_utf16_pair_is_dropped_not_a_server_error(server):
+    """JSON can carry a lone surrogate (a JavaScript client cutting a text inside an emoji);
+    the tokenizer refused it, and the whole micro-batch, other clients' requests too, got a 500."""
+    body = b'{"texts": ["Oil \\ud83d prices rose in Asia", "Oil  prices rose in Asia"]}'
+    answer = httpx.post(f"{server}/predict", content=body)
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["predictions"]
+    assert first == second
+    alone = httpx.post(f"{server}/predict", content=b'{"text": "\\ud800"}')
+    assert alone.status_code == 422 and "texts[0] is empty" in alone.json()["error"]
+
+
+def test_a_failing_request_fails_alone():
+    """A batch that fails is rerun request by request: only the request that fails gets the
+    error, the others batched with it their logits."""
+
+    def logits_of(texts):
+        if "bad" in texts:
+            raise ValueError("cannot")
+        return np.array([[len(t)] for t in texts], dtype=float)
+
+    async def clients():
+        batcher = MicroBatcher(logits_of, max_wait_s=0.05)
+        batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.logits(texts) for texts in (["a"], ["bad"], ["ccc", "dd"])),
+                return_exceptions=True,
+            ), batcher.served["batches"]
+        finally:
+            await batcher.stop()
+
+    (first, failed, third), batches = asyncio.run(clients())
+    assert batches == 1  # the three were batched together
+    assert first.tolist() == [[1.0]] and third.tolist() == [[3.0], [2.0]]
+    assert isinstance(failed, ValueError)
 
 
 def test_idle_connection_is_kept_past_client_pool_expiry(server):

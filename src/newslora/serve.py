@@ -7,7 +7,9 @@
 Requests that arrive together are collected for up to `max_wait_ms` (or until `max_batch`
 texts) and run as one batch in a worker thread, so 32 concurrent clients cost a few batched
 forward passes, not 32 single ones. Probabilities are calibrated: softmax(logits / T), T the
-run's temperature fitted on validation rows. Bad requests get a 4xx with {"error": "..."}.
+run's temperature fitted on validation rows. Every error answer is {"error": "..."}: a 4xx
+naming what is wrong with the request, or a 500 (its traceback in the server's log) that fails
+that request alone, never the others batched with it.
 """
 
 import asyncio
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from newslora import NewsloraError
 from newslora.data import clean_text
@@ -76,15 +79,31 @@ class MicroBatcher:
             try:
                 logits = await loop.run_in_executor(self.executor, self.logits_of, texts)
             except Exception as e:  # a failed batch fails its requests, not the server
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(e)
+                if len(items) == 1:
+                    _settle(items[0][1], error=e)
+                else:  # nor another client's: each request alone, so only its own fails
+                    for batch, future in items:
+                        await self._run_alone(loop, batch, future)
                 continue
             start = 0
             for batch, future in items:
-                if not future.done():  # the client may have gone away
-                    future.set_result(logits[start : start + len(batch)])
+                _settle(future, logits[start : start + len(batch)])
                 start += len(batch)
+
+    async def _run_alone(self, loop, texts, future):
+        try:
+            _settle(future, await loop.run_in_executor(self.executor, self.logits_of, texts))
+        except Exception as e:
+            _settle(future, error=e)
+
+
+def _settle(future, result=None, error=None):
+    if future.done():  # the client has gone away
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def create_app(
@@ -111,6 +130,15 @@ def create_app(
     @app.exception_handler(RequestError)
     async def request_error(request, error):
         return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)  # an unknown path, GET /predict: the same shape
+    async def http_error(request, error):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(Exception)  # a bug: JSON for the client, the traceback in the log
+    async def internal_error(request, error):
+        message = f"internal error ({type(error).__name__}); the server's log has the details"
+        return JSONResponse({"error": message}, status_code=500)
 
     @app.get("/health")
     async def health():
@@ -168,9 +196,17 @@ def parse_texts(body, max_texts):
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise RequestError(422, f"texts[{i}] must be a string, got {type(text).__name__}")
+        texts[i] = text = _without_lone_surrogates(text)
         if not text.strip():
             raise RequestError(422, f"texts[{i}] is empty")
     return texts
+
+
+def _without_lone_surrogates(text):
+    """JSON may escape half of a UTF-16 pair (\\ud83d: a client that cut a text inside an
+    emoji); no tokenizer takes one. Dropped, as pandas' JSON reader drops them for
+    `newslora predict` on a JSON-lines file."""
+    return text.encode("utf-8", "ignore").decode("utf-8")
 
 
 def prediction(probs, labels):
