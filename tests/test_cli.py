@@ -2,7 +2,11 @@
 test_bad_input.py.)"""
 
 import json
+import re
+import signal
+import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -43,6 +47,33 @@ def test_train_evaluate_predict_plot(tiny_run, tmp_path):
     assert "removed metrics.json, confusion.png, loss.png, accuracy.png" in again.stderr
     assert not any((tiny_run / n).exists() for n in ("metrics.json", "loss.png", "confusion.png"))
     assert json.loads((tiny_run / "adapter" / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_ctrl_c_while_training_saves_and_says_how_to_resume(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    run = tmp_path / "run"
+    config = write_config(tiny_config(tiny_bert, small_train_csv, run))
+    cmd = [sys.executable, "-m", "newslora", "train", config, "train.max_steps=100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        # TensorBoard's writer starts after newslora's Ctrl-C handler: training has begun
+        while not list(run.glob("tensorboard/*/events.out.*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    said = re.fullmatch(r"newslora: interrupted at step ([\d,]+) of 100,000; .* --resume \w+", last)
+    assert said, last
+    step = said[1].replace(",", "")
+    assert (run / "checkpoints" / f"checkpoint-{step}").is_dir()
+    assert "Traceback" not in err
 
 
 def test_every_subcommand_has_help(capsys):

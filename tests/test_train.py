@@ -1,8 +1,10 @@
 """Training: pinned loss values, exact resume, run directory contents."""
 
 import json
+import os
 import random
 import shutil
+import signal
 
 import pandas as pd
 import pytest
@@ -10,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from conftest import newslora, save_tiny_encoder, tiny_config
 from safetensors.torch import load_file
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
-from newslora import NewsloraError
+from newslora import Interrupted, NewsloraError
 from newslora.config import load_config
 from newslora.train import Recipe
 
@@ -62,6 +64,43 @@ def test_resume_continues_exactly(tiny_bert, small_train_csv, tmp_path, write_co
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max() < 1e-6, key
+
+
+class CtrlC(TrainerCallback):
+    """A real SIGINT to this process as step `step` begins, as a terminal's Ctrl-C sends."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    full = tmp_path / "full"
+    _train(write_config(tiny_config(tiny_bert, small_train_csv, full)))
+    cut = tmp_path / "cut"
+    config = write_config(tiny_config(tiny_bert, small_train_csv, cut), "c.toml")
+    recipe = Recipe(load_config(config, ["train.precision=fp32"])).setup()
+    recipe.trainer.add_callback(CtrlC(step=3))
+    with pytest.raises(Interrupted, match=r"interrupted at step 3 of 8; .* --resume continues"):
+        recipe.train()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == [
+        "checkpoint-3",
+        "run_state.json",
+    ]
+    # stopped without evaluating: validation is not worth a wait the user asked to cut short
+    assert not [h for h in recipe.trainer.state.log_history if "eval_loss" in h]
+    resumed = _train(config, resume=True)
+    assert resumed.trainer.state.global_step == 8
+    assert _losses(cut)[8] == pytest.approx(_losses(full)[8], abs=1e-6)
+    a = load_file(full / "adapter" / "adapter_model.safetensors")
+    b = load_file(cut / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
 
 
 def test_run_directory_is_complete(tiny_bert, small_train_csv, tmp_path, write_config):

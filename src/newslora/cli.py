@@ -1,6 +1,7 @@
-"""Command line: `newslora train | evaluate | predict | budget | plot`.
+"""LoRA fine-tuning of text encoders for news topics, under a trainable-parameter budget.
 
-User errors (bad files, rows, configs, over budget) print one line and exit with status 2.
+User errors (bad files, rows, configs, over budget) print one line and exit with status 2;
+Ctrl-C exits with 130 (while training, after saving a checkpoint that --resume continues).
 """
 
 import argparse
@@ -10,7 +11,7 @@ import sys
 import warnings
 from dataclasses import replace
 
-from newslora import NewsloraError, __version__
+from newslora import Interrupted, NewsloraError, __version__
 from newslora.flags import (
     PICKLE_HELP,
     backend_arg,
@@ -379,10 +380,14 @@ def main(argv=None):
     _use_offline_mode_if_hub_unreachable()
     try:
         args.func(args)
+    except Interrupted as e:
+        print(f"newslora: {e}", file=sys.stderr)
+        sys.exit(130)
     except NewsloraError as e:
         print(f"newslora: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        print("\nnewslora: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # a bug, or an input we did not foresee: still one line
         if os.environ.get("NEWSLORA_DEBUG"):

@@ -31,7 +31,7 @@ from peft.helpers import disable_input_dtype_casting
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 
-from newslora import NewsloraError, warn
+from newslora import Interrupted, NewsloraError, warn
 from newslora.budget import check_budget, count_config, count_parameters, resolve_rank
 from newslora.config import save_config
 from newslora.data import load_with_config
@@ -50,7 +50,7 @@ from newslora.model import (
 )
 from newslora.predict import fit_temperature, run_config
 from newslora.splits import held_out_texts, split_train_val, training_rows
-from newslora.trainer import DistillRecipeTrainer, Evaluations, RecipeTrainer
+from newslora.trainer import DistillRecipeTrainer, Evaluations, RecipeTrainer, StopOnInterrupt
 
 datasets.disable_progress_bars()  # the Trainer's own bar is the one to watch
 # train.schedule -> transformers' scheduler; each starts with train.warmup_ratio of warm-up
@@ -132,7 +132,7 @@ class Recipe:
             fuse_lora_add(self.model)
         self.count = count_parameters(self.model)
         check_budget(self.count, cfg.train.budget)
-        self.evaluations = Evaluations()
+        self.evaluations, self.interrupt = Evaluations(), StopOnInterrupt()
         self.trainer = self._trainer_class()(
             model=self.model,
             args=self._training_args(),
@@ -141,7 +141,7 @@ class Recipe:
             eval_dataset=tokenize(self.val_df, self.tokenizer, cfg.model.max_length).sort("length"),
             processing_class=self.tokenizer,
             compute_metrics=self.evaluations.compute_metrics,
-            callbacks=[self.evaluations, *self._callbacks()],
+            callbacks=[self.evaluations, self.interrupt, *self._callbacks()],
         )
         return self
 
@@ -251,6 +251,12 @@ class Recipe:
         with adapter_input_casts(self.cfg, self.model):
             self.result = self.trainer.train(resume_from_checkpoint=True if self.resume else None)
         self.wall_s = time.perf_counter() - start
+        if self.interrupt.stopped:
+            state = self.trainer.state
+            raise Interrupted(
+                f"interrupted at step {state.global_step:,} of {state.max_steps:,}; its "
+                f"checkpoint is in {checkpoints}: the same command with --resume continues"
+            )
         # The best checkpoint (loaded by now) was evaluated during training: its logits give
         # the metrics and the confidence temperature. Only when that evaluation is not in
         # memory (a resumed run's earlier epochs) is validation predicted once more.

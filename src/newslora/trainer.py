@@ -2,6 +2,9 @@
 without walking the parameters at every step, and every evaluation's logits kept, so the best
 checkpoint's figures and the confidence temperature need no second pass."""
 
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +69,40 @@ class Evaluations(TrainerCallback):
             return None
         step = Path(checkpoint).name.rsplit("-", 1)[-1]
         return self.by_step.get(int(step)) if step.isdigit() else None
+
+
+class StopOnInterrupt(TrainerCallback):
+    """Ctrl-C while training finishes the step, saves a checkpoint there and stops, so that
+    `--resume` continues exactly (a KeyboardInterrupt mid-step would lose every step since the
+    last epoch's checkpoint). A second Ctrl-C stops at once. One process only: under torchrun
+    the ranks could stop at different steps and wait on each other for ever."""
+
+    def __init__(self):
+        self.requested = self.stopped = False
+        self.previous = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)  # the next Ctrl-C: KeyboardInterrupt
+        print(
+            "\nnewslora: stopping after this step to save a checkpoint (Ctrl-C again: at once)",
+            file=sys.stderr,
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # the Trainer ends the epoch it broke out of: one save, without the epoch's evaluation
+        if self.requested and state.global_step < state.max_steps:
+            control.should_save, control.should_evaluate, self.stopped = True, False, True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
