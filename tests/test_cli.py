@@ -49,9 +49,11 @@ def test_train_evaluate_predict_plot(tiny_run, tmp_path):
     assert json.loads((tiny_run / "adapter" / "adapter_config.json").read_text())["r"] == 2
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_while_training_saves_and_says_how_to_resume(
-    tiny_bert, small_train_csv, tmp_path, write_config
+    signum, tiny_bert, small_train_csv, tmp_path, write_config
 ):
+    """Ctrl-C, or SIGTERM as a scheduler or `docker stop` sends: a checkpoint, one line."""
     run = tmp_path / "run"
     config = write_config(tiny_config(tiny_bert, small_train_csv, run))
     cmd = [sys.executable, "-m", "newslora", "train", config, "train.max_steps=100000"]
@@ -63,11 +65,11 @@ def test_ctrl_c_while_training_saves_and_says_how_to_resume(
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
         time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]
     last = err.strip().splitlines()[-1]
     said = re.fullmatch(r"newslora: interrupted at step ([\d,]+) of 100,000; .* --resume \w+", last)
     assert said, last

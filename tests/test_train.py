@@ -89,6 +89,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
     with pytest.raises(Interrupted, match=r"interrupted at step 3 of 8; .* --resume continues"):
         recipe.train()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == [
         "checkpoint-3",
         "run_state.json",

@@ -11,7 +11,12 @@ class NewsloraError(Exception):
 
 
 class Interrupted(NewsloraError):
-    """The user stopped a command (Ctrl-C) at a point it can continue from: exit 130."""
+    """A signal stopped a command at a point it can continue from: exit 128 + the signal's
+    number, as a shell reports a process the signal killed (130 for Ctrl-C)."""
+
+    def __init__(self, message, status=130):
+        super().__init__(message)
+        self.status = status
 
 
 def warn(message):

@@ -1,7 +1,7 @@
 """LoRA fine-tuning of text encoders for news topics, under a trainable-parameter budget.
 
 User errors (bad files, rows, configs, over budget) print one line and exit with status 2;
-Ctrl-C exits with 130 (while training, after saving a checkpoint that --resume continues).
+Ctrl-C exits with 130, SIGTERM with 143 (training first saves a checkpoint --resume continues).
 """
 
 import argparse
@@ -382,7 +382,7 @@ def main(argv=None):
         args.func(args)
     except Interrupted as e:
         print(f"newslora: {e}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(e.status)
     except NewsloraError as e:
         print(f"newslora: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -255,7 +255,8 @@ class Recipe:
             state = self.trainer.state
             raise Interrupted(
                 f"interrupted at step {state.global_step:,} of {state.max_steps:,}; its "
-                f"checkpoint is in {checkpoints}: the same command with --resume continues"
+                f"checkpoint is in {checkpoints}: the same command with --resume continues",
+                status=128 + self.interrupt.signum,
             )
         # The best checkpoint (loaded by now) was evaluated during training: its logits give
         # the metrics and the confidence temperature. Only when that evaluation is not in

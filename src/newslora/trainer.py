@@ -72,37 +72,43 @@ class Evaluations(TrainerCallback):
 
 
 class StopOnInterrupt(TrainerCallback):
-    """Ctrl-C while training finishes the step, saves a checkpoint there and stops, so that
-    `--resume` continues exactly (a KeyboardInterrupt mid-step would lose every step since the
-    last epoch's checkpoint). A second Ctrl-C stops at once. One process only: under torchrun
-    the ranks could stop at different steps and wait on each other for ever."""
+    """Ctrl-C (or SIGTERM, as schedulers and `docker stop` send) while training finishes the
+    step, saves a checkpoint there and stops, so that `--resume` continues exactly (a
+    KeyboardInterrupt mid-step loses every step since the last checkpoint). A second signal
+    stops at once. One process only: under torchrun the ranks could stop at different steps
+    and wait on each other for ever."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = self.stopped = False
-        self.previous = None
+        self.signum, self.stopped, self.previous = None, False, {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size == 1 and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._request)
+            self.previous = {s: signal.signal(s, self._request) for s in self.SIGNALS}
 
     def _request(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self.previous)  # the next Ctrl-C: KeyboardInterrupt
+        self.signum = signum
+        self._restore()  # the next signal acts as it would without newslora
         print(
-            "\nnewslora: stopping after this step to save a checkpoint (Ctrl-C again: at once)",
+            f"\nnewslora: {signal.Signals(signum).name}: stopping after this step to save a "
+            "checkpoint (again: at once)",
             file=sys.stderr,
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if self.signum:
             control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # the Trainer ends the epoch it broke out of: one save, without the epoch's evaluation
-        if self.requested and state.global_step < state.max_steps:
+        if self.signum and state.global_step < state.max_steps:
             control.should_save, control.should_evaluate, self.stopped = True, False, True
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        self._restore()
+
+    def _restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
