@@ -264,7 +264,7 @@ def newslora_predict(ctx, run, small, big, out_dir=None):
 
 
 def evaluated_rate(cli, run, big, log, note):
-    """`newslora evaluate`'s own timing of its prediction loop (the same predict_with_config)
+    """`newslora evaluate`'s own timing of its prediction loop (the same as predict's)
     on the 10x input, tokenizing included; no label file is written."""
     out = run / f"metrics_{big.stem}.json"
     cmds = [[*cli, "evaluate", str(run), "--data", str(big), "--out", str(out)]]

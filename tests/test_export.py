@@ -20,6 +20,7 @@ from newslora import NewsloraError
 from newslora.cli import main
 from newslora.config import load_config, save_config
 from newslora.data import load_with_config
+from newslora.evaluate import evaluate_run
 from newslora.export import export_run
 from newslora.model import save_model
 from newslora.predict import load_predictor, predict_run, source_config
@@ -101,6 +102,9 @@ def test_exports_load_without_newslora_and_predict_like_the_run(
     table = predict_run(out["onnx"], test_texts, tmp_path / "onnx.csv", backend="onnx")
     onnx_labels = [cfg.data.labels[i] for i in table["Label"]]
     assert np.mean(np.array(onnx_labels) == expected) >= 0.999
+    # the adapter alone (what one shares): newslora loads its base by the run's model.name
+    table = predict_run(out["adapter"], test_texts, tmp_path / "adapter.csv")
+    assert [cfg.data.labels[i] for i in table["Label"]] == expected
     _check_card(out["hf"] / "README.md", lively_run)
 
 
@@ -148,6 +152,12 @@ def test_int8_export_is_smaller_and_mostly_agrees(lively_run, test_texts, tmp_pa
     clear = margin >= np.median(margin)
     assert same[clear].mean() >= 0.95, same[clear].mean()
     assert same.mean() >= 0.8, same.mean()
+    # `newslora evaluate` measures what quantising cost, on the export itself
+    test = DATA / "agnews" / "test.csv"
+    gold = load_with_config(source_config(lively_run).data, test, need_labels=True)
+    metrics = evaluate_run(tmp_path / "q", test, tmp_path / "int8.json")
+    want = (int8(gold["text"].tolist()).argmax(1) == gold["label"].to_numpy()).mean()
+    assert metrics["rows"] == 7600 and metrics["accuracy"] == pytest.approx(want)
 
 
 def _moved_run(folder, model_path, *overrides):
@@ -210,6 +220,8 @@ def test_linear_head_and_full_finetune_export_exactly(model_type, pool, tmp_path
     # 2e-3 of the largest logit: ModernBERT under the floor's transformers 5.2 and torch 2.10
     # put one of 1,200 logits 1.1e-3 of it away (3e-5 with today's releases)
     np.testing.assert_allclose(got, expected, atol=2e-3 * max(1, np.abs(expected).max()))
+    _, adapter_of = load_predictor(tmp_path / "adapter")  # newslora reads it back: same head
+    np.testing.assert_allclose(adapter_of(texts, progress=False), expected, atol=1e-4)
 
 
 def test_an_architecture_torch_export_cannot_trace_is_refused_for_onnx_only(pool, tmp_path, capsys):

@@ -61,7 +61,9 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from newslora.evaluate import evaluate_run
 
-    m = evaluate_run(args.run_dir, args.data, args.out, args.allow_pickle, **file_options(args))
+    m = evaluate_run(
+        args.run_dir, args.data, args.out, args.allow_pickle, args.backend, **file_options(args)
+    )
     print(
         f"{m['data']}: {m['rows']:,} rows | accuracy {100 * m['accuracy']:.2f}% | "
         f"macro-F1 {100 * m['macro_f1']:.2f}% | {m['samples_per_s']:.0f} rows/s"
@@ -234,11 +236,12 @@ def build_parser():
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics of a run on a labelled set")
-    p.add_argument("run_dir")
+    p = sub.add_parser("evaluate", help="metrics of a run (or its export) on a labelled set")
+    p.add_argument("run_dir", help="a run directory, or its hf, adapter or onnx export")
     p.add_argument("--data", help="labelled file or Hub id:split (default: the config's data.test)")
     p.add_argument("--out", help="metrics JSON path (default RUN_DIR/metrics.json)")
     p.add_argument("--allow-pickle", action="store_true", help=PICKLE_HELP)
+    backend_arg(p)
     file_args(p, labelled=True)
     p.set_defaults(func=cmd_evaluate)
 

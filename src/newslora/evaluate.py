@@ -1,4 +1,4 @@
-"""Evaluate: a trained run on a labelled set -> metrics.json (+ confusion matrix PNG).
+"""Evaluate: a trained run (or its export) on a labelled set -> metrics.json (+ confusion PNG).
 
 Accuracy, macro-F1 and per-class precision/recall/F1 (scikit-learn's classification_report)
 over the classes present in the gold labels, and the confusion matrix over all classes.
@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from newslora.data import for_file, load_with_config
 from newslora.files import write_json
 from newslora.plots import plot_confusion
-from newslora.predict import load_for_predict, predict_with_config, run_config
+from newslora.predict import folder_kind, load_predictor, source_config
 
 
 def classification_metrics(labels, preds, names):
@@ -49,17 +49,21 @@ def _class_row(row):
     }
 
 
-def evaluate_run(run_dir, data_spec=None, output=None, allow_pickle=False, **file_options):
-    """Predict a labelled set with a run and write metrics (default RUN_DIR/metrics.json).
-    `file_options`: encoding, text_columns, label_column for this file (data.for_file)."""
+def evaluate_run(
+    run_dir, data_spec=None, output=None, allow_pickle=False, backend="auto", **file_options
+):
+    """Predict a labelled set with a run, or with an export of it (the int8 ONNX one, say),
+    and write metrics (default RUN_DIR/metrics.json). `file_options`: encoding, text_columns,
+    label_column for this file (data.for_file)."""
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)  # the data is read and checked before the model loads
+    cfg = source_config(run_dir)  # the data is read and checked before the model loads
+    folder_kind(run_dir, backend)
     spec = data_spec or cfg.data.test
     data_cfg = for_file(cfg.data, **file_options)
     df = load_with_config(data_cfg, spec, need_labels=True, allow_pickle=allow_pickle)
-    cfg, model, tokenizer = load_for_predict(run_dir)
+    cfg, logits_of = load_predictor(run_dir, backend)
     start = time.perf_counter()
-    logits = predict_with_config(cfg, model, tokenizer, df["text"].tolist())
+    logits = logits_of(df["text"].tolist())
     seconds = time.perf_counter() - start
     metrics = classification_metrics(df["label"].to_numpy(), logits.argmax(axis=1), cfg.data.labels)
     metrics |= {

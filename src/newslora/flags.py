@@ -53,8 +53,8 @@ def backend_arg(parser):
         "--backend",
         choices=("auto", "torch", "onnx"),
         default="auto",
-        help="torch for a run directory or an hf export, onnx (ONNX Runtime, CPU) for an onnx "
-        "export; auto picks by the folder",
+        help="torch for a run directory or an hf or adapter export, onnx (ONNX Runtime, CPU) "
+        "for an onnx export; auto picks by the folder",
     )
 
 

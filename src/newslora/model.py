@@ -252,10 +252,17 @@ def _from_pretrained(path, hf_config, kwargs):
     """The encoder's weights. transformers' load report lists the head as missing every time
     (it is new: it is what trains), or as misshapen where the checkpoint is a classifier of
     other classes (its head is replaced); only a missing or misshapen encoder weight is news."""
-    with errors_only():
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=hf_config, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
-        )
+    try:
+        with errors_only():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                config=hf_config,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+                **kwargs,
+            )
+    except OSError as e:  # a Hub id offline whose config newslora bundles, a folder without weights
+        raise NewsloraError(f"model '{path}': cannot load its weights ({_load_error(e)})") from None
     head = tuple(f"{name}." for name in head_modules(model))
     misshapen = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()]
     missing = [k for k in [*info["missing_keys"], *misshapen] if not k.startswith(head)]

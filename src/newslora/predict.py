@@ -45,12 +45,32 @@ def saved_config(path):
 
 
 def load_run(run_dir, merge=True):
-    """(config, model, tokenizer) of a finished run; LoRA merged for speed unless merge=False."""
-    cfg = run_config(run_dir)
-    model, tokenizer = load_model(cfg, Path(run_dir) / "adapter")
+    """(config, model, tokenizer) of a finished run or of its adapter export; LoRA merged for
+    speed unless merge=False."""
+    meta = export_meta(run_dir)
+    if meta is not None and meta["format"] == "adapter":
+        cfg, folder = _adapter_export_config(run_dir), Path(run_dir)
+    else:
+        cfg, folder = run_config(run_dir), Path(run_dir) / "adapter"
+    try:
+        model, tokenizer = load_model(cfg, folder)
+    except NewsloraError as e:
+        if meta is None or not str(e).startswith(f"model '{cfg.model.name}'"):
+            raise
+        where = f"model.name in {folder / EXPORT_CONFIG}"
+        raise NewsloraError(f"{e}; the adapter's base encoder, named by {where}") from None
     if merge and isinstance(model, PeftModel):
         model = model.merge_and_unload()
     return cfg, model.eval(), tokenizer
+
+
+def _adapter_export_config(folder):
+    """An adapter export holds a linear head as the architecture's own `classifier` (export
+    checks that it is one Linear there, and renames its weights): build that head."""
+    cfg = saved_config(Path(folder) / EXPORT_CONFIG)
+    if cfg.model.head == "linear":
+        cfg.model.head = "default"
+    return cfg
 
 
 def load_for_predict(run_dir):
@@ -169,7 +189,7 @@ def predict_run(
 
     Every input row gets a prediction (an empty text too: a submission needs one row per input);
     labels in the input, such as -1 placeholders, are ignored. `run_dir` may also be an `hf` or
-    `onnx` export folder (see load_predictor)."""
+    `adapter` or `onnx` export folder (see load_predictor)."""
     cfg = source_config(run_dir)  # the input is read and checked before the model loads
     folder_kind(run_dir, backend)
     data_cfg = for_file(cfg.data, encoding=encoding, text_columns=text_columns)
@@ -193,7 +213,7 @@ def predict_run(
 
 EXPORT_META = "newslora_export.json"  # written by `newslora export`: format, labels, files
 EXPORT_CONFIG = "newslora.toml"  # the run's resolved config, copied into each export
-BACKENDS = {"run": "torch", "hf": "torch", "onnx": "onnx"}  # what runs each kind of folder
+BACKENDS = {"run": "torch", "hf": "torch", "adapter": "torch", "onnx": "onnx"}  # folder kinds
 
 
 def export_meta(path):
@@ -213,7 +233,7 @@ def folder_kind(path, backend="auto"):
     meta = export_meta(path)
     kind = meta["format"] if meta else "run"
     if kind not in BACKENDS:
-        raise NewsloraError(f"{path}: an {kind} export is for peft; predict with its run instead")
+        raise NewsloraError(f"{path}: {EXPORT_META} names an unknown format '{kind}'")
     if backend not in ("auto", BACKENDS[kind]):
         hint = (
             f"export it first: newslora export {path} OUT --format onnx"
@@ -226,7 +246,8 @@ def folder_kind(path, backend="auto"):
 
 def load_predictor(path, backend="auto"):
     """(config, logits_of(texts, batch_size=None, progress=True)) for a run directory or an
-    `hf` export (PyTorch, with the run's precision) or an `onnx` export (ONNX Runtime, CPU)."""
+    `hf` or `adapter` export (PyTorch, with the run's precision; an adapter export loads its
+    base encoder by the run's model.name) or an `onnx` export (ONNX Runtime, CPU)."""
     path = Path(path)
     kind = folder_kind(path, backend)
     cfg = source_config(path)
