@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import random
+import shutil
 import socket
 import zipfile
 from pathlib import Path
@@ -165,6 +166,10 @@ def test_missing_model_and_run(tiny_bert, small_train_csv, tmp_path, write_confi
     out = tmp_path / "p.csv"
     _fails(capsys, ["predict", tmp_path / "no-run", small_train_csv, out], "not a finished", "")
     assert not out.exists()
+    # a config and tokenizer without weights (a download cut short): transformers' OSError
+    weights = shutil.ignore_patterns("*.safetensors")
+    bare = shutil.copytree(tiny_bert, tmp_path / "bare", ignore=weights)
+    _fails(capsys, ["train", config, f"model.name={bare}"], "cannot load its weights", "bare")
 
 
 def test_predict_names_rows_with_a_missing_or_repeated_id(tiny_run, tmp_path, capsys):
