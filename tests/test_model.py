@@ -12,6 +12,7 @@ from conftest import LABELS, newslora, save_tiny_encoder, tiny_config, trained_l
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification
 
+from newslora import predict
 from newslora.config import load_config, save_config
 from newslora.model import build_model, load_model, save_model
 from newslora.predict import load_run, predict_logits
@@ -68,6 +69,23 @@ def test_reload_gives_identical_predictions(
     after = predict_logits(reloaded, tok2, TEXTS, precision="fp32", progress=False)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
     assert np.abs(before[:, 0] - before[:, 1]).max() > 1e-3  # not a constant output
+
+
+def test_rows_predicted_chunk_by_chunk_keep_their_order(
+    tiny_bert, small_train_csv, tmp_path, write_config, pool, monkeypatch
+):
+    """A big input is tokenized CHUNK_ROWS rows at a time: each row's logits land on its row."""
+    cfg = load_config(
+        write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run")),
+        ["train.precision=fp32"],
+    )
+    model, tokenizer = trained_looking_model(cfg)
+    texts = pool["description"].head(50).tolist()
+    whole = predict_logits(model, tokenizer, texts, batch_size=4, progress=False)
+    monkeypatch.setattr(predict, "CHUNK_ROWS", 7)  # 8 chunks, the last of 1 row
+    chunked = predict_logits(model, tokenizer, texts, batch_size=4, progress=False)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert len({tuple(row) for row in whole.round(4)}) > 40  # rows differ: order is checked
 
 
 @pytest.mark.parametrize("model_type", ["bert", "deberta-v2", "modernbert"])
