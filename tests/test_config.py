@@ -38,6 +38,8 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
         ("train.batch_size=0", "'train.batch_size' must be > 0"),
         ("train.lr=-1e-4", "'train.lr' must be > 0"),
         ("model.max_length=0", "'model.max_length' must be > 0"),
+        ("data.val_rows=-5", "'data.val_rows' must be >= 0"),
+        ("train.warmup_ratio=1.5", "'train.warmup_ratio' must be in .0, 1."),
         ("train.epochs=0", "'train.epochs' must be > 0 .or train.max_steps set."),
         ('data.labels=["World", " world"]', "'data.labels' needs two or more distinct names"),
         ("data.labels=[1, 2]", "'data.labels' needs two or more distinct names"),

@@ -361,9 +361,15 @@ def validate(cfg):
     r = cfg.lora.r
     if r != "auto" and not (isinstance(r, int) and r >= 1):
         raise NewsloraError(f"config: 'lora.r' must be a positive integer or \"auto\", got {r!r}")
-    for section, key in [("model", "max_length"), ("train", "batch_size"), ("train", "lr")]:
-        if not getattr(getattr(cfg, section), key) > 0:
-            raise NewsloraError(f"config: '{section}.{key}' must be > 0")
+    positive = ["model.max_length", "train.batch_size", "train.eval_batch_size", "train.lr"]
+    counts = ["data.val_rows", "data.max_train_rows", "train.eval_every", "train.early_stopping"]
+    for name in positive + counts + ["train.weight_decay"]:
+        section, key = name.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value < 0 or (name in positive and value == 0):
+            raise NewsloraError(f"config: '{name}' must be {'> 0' if name in positive else '>= 0'}")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        raise NewsloraError("config: 'train.warmup_ratio' must be in [0, 1)")
     if cfg.train.max_steps <= 0 and not cfg.train.epochs > 0:
         raise NewsloraError("config: 'train.epochs' must be > 0 (or train.max_steps set)")
     labels, columns = cfg.data.labels, cfg.data.text_columns
