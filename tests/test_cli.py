@@ -76,6 +76,8 @@ def test_ctrl_c_while_training_saves_and_says_how_to_resume(
     step = said[1].replace(",", "")
     assert (run / "checkpoints" / f"checkpoint-{step}").is_dir()
     assert "Traceback" not in err
+    later = newslora("evaluate", run, check=False)  # what the folder is, to whoever finds it
+    assert later.returncode == 2 and "stopped before the end" in later.stderr
 
 
 def test_every_subcommand_has_help(capsys):

@@ -80,3 +80,14 @@ def read_json(path):
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def not_a_run(run_dir, missing):
+    """The error for a folder that is not a finished run; one whose training stopped before
+    the end (checkpoints, no adapter) says how to go on."""
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoints").is_dir() and not (run_dir / "adapter").is_dir():
+        why = "its training stopped before the end: `newslora train` with --resume continues it"
+    else:
+        why = f"no {missing}"
+    return NewsloraError(f"{run_dir}: not a finished newslora run ({why})")

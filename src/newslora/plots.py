@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from newslora import NewsloraError  # noqa: E402
-from newslora.files import atomic_path, read_json  # noqa: E402
+from newslora.files import atomic_path, not_a_run, read_json  # noqa: E402
 
 
 def _save(fig, path):
@@ -29,7 +29,7 @@ def plot_curves(run_dir):
     run_dir = Path(run_dir)
     history = read_json(run_dir / "history.json")
     if history is None:
-        raise NewsloraError(f"{run_dir}: no history.json (is it a finished newslora run?)")
+        raise not_a_run(run_dir, "history.json")
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise NewsloraError(f"{run_dir / 'history.json'}: damaged, not a list of logged steps")
     fig, ax = plt.subplots(figsize=(6, 4))

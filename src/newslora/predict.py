@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from newslora import NewsloraError, warn
 from newslora.config import load_config
 from newslora.data import for_file, load_with_config, row_numbers
-from newslora.files import atomic_path, not_an_input, read_json
+from newslora.files import atomic_path, not_a_run, not_an_input, read_json
 from newslora.model import autocast_dtype, load_model, saved_files, store_frozen
 from newslora.tables import write_to
 
@@ -27,7 +27,7 @@ def run_config(run_dir):
     """The resolved config of a finished run (checked before any weights are loaded)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file() or not (run_dir / "adapter").is_dir():
-        raise NewsloraError(f"{run_dir}: not a finished newslora run (no config.toml or adapter/)")
+        raise not_a_run(run_dir, "config.toml or adapter/")
     return saved_config(run_dir / "config.toml")
 
 
