@@ -127,6 +127,7 @@ def _check_card(card_path, run):
     assert f"| trainable parameters | {summary['trainable_params']:,} of " in card
     assert f"training rows | {summary['train_rows']:,}" in card
     assert "newslora train newslora.toml" in card
+    assert f"`newslora predict {card_path.parent} texts.csv out.csv`" in card
     dropout = tomllib.loads((run / "config.toml").read_text())["model"]["dropout"]
     assert f"| encoder dropout while training | {dropout} |" in card  # as the run trained
     text = '| text the model was trained on | `title` + " " + `description` (or a `text` column)'

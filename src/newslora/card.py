@@ -41,6 +41,8 @@ def model_card(run_dir, cfg, meta, out_dir, base_hub_id):
         "",
         USAGE[meta["format"]].format(out=out_dir, base=meta["base_model"], **_label_maps(cfg)),
         "",
+        _with_newslora(out_dir, meta["format"]),
+        "",
         "## Data",
         "",
         *_data_rows(cfg, summary),
@@ -67,6 +69,16 @@ def model_card(run_dir, cfg, meta, out_dir, base_hub_id):
         *_limits(cfg, summary, meta),
     ]
     return "\n".join(front + [""] + body) + "\n"
+
+
+def _with_newslora(out, fmt):
+    base = (
+        " (its base encoder found by `model.name` in `newslora.toml`)" if fmt == "adapter" else ""
+    )
+    return (
+        f"With newslora installed, `newslora predict {out} texts.csv out.csv`, `newslora evaluate "
+        f"{out} --data labelled.csv` and `newslora serve {out}` run this folder{base}."
+    )
 
 
 USAGE = {
@@ -99,8 +111,7 @@ batch = tokenizer(["Stocks fell as oil prices rose."], truncation=True, return_t
 logits = session.run(None, {{i.name: batch[i.name] for i in session.get_inputs()}})[0]
 print({id2label}[int(logits.argmax(-1)[0])])
 ```
-`model_quantized.onnx` (with `--quantize int8`) loads the same way. `newslora predict {out}
-texts.csv out.csv` and `newslora serve {out}` run this folder with ONNX Runtime.""",
+`model_quantized.onnx` (with `--quantize int8`) loads the same way.""",
 }
 
 
