@@ -22,6 +22,8 @@ def test_int_is_accepted_for_float_and_strings_need_no_quotes():
     assert cfg.model.name == "some/encoder"
     dropout = load_config(None, ["model.dropout=0"]).model.dropout  # float | str: 0 -> 0.0
     assert dropout == 0.0 and isinstance(dropout, float)
+    for text in ("query,value", "[query, value]", '["query", "value"]', "['query', value]"):
+        assert load_config(None, [f"lora.targets={text}"]).lora.targets == ["query", "value"]
 
 
 @pytest.mark.parametrize(

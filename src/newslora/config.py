@@ -283,8 +283,9 @@ def _coerce(section, key, value, where):
     want = types[key]
     if float in (want, *get_args(want)) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if want is list and isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+    if want is list and isinstance(value, str):  # a,b or [a, b] with the quotes TOML wants
+        inner = value.strip().removeprefix("[").removesuffix("]")
+        value = [v.strip().strip("'\"") for v in inner.split(",") if v.strip()]
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
         name = getattr(want, "__name__", str(want))
         raise NewsloraError(f"{where}: '{section}.{key}' must be {name}, got {value!r}")
