@@ -104,6 +104,23 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
 
 
+class Fails(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        raise RuntimeError("a step that fails")
+
+
+def test_a_training_that_raises_gives_the_signal_handlers_back(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    config = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    recipe = Recipe(load_config(config, ["train.precision=fp32"])).setup()
+    recipe.trainer.add_callback(Fails())
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        recipe.train()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_run_directory_is_complete(tiny_bert, small_train_csv, tmp_path, write_config):
     run = tmp_path / "run"
     config = write_config(tiny_config(tiny_bert, small_train_csv, run))

@@ -248,8 +248,12 @@ class Recipe:
             checkpoints.mkdir(parents=True)
             write_json(checkpoints / RUN_STATE, self.state)
         start = time.perf_counter()
-        with adapter_input_casts(self.cfg, self.model):
-            self.result = self.trainer.train(resume_from_checkpoint=True if self.resume else None)
+        try:
+            with adapter_input_casts(self.cfg, self.model):
+                resume = True if self.resume else None
+                self.result = self.trainer.train(resume_from_checkpoint=resume)
+        finally:
+            self.interrupt.restore()
         self.wall_s = time.perf_counter() - start
         if self.interrupt.stopped:
             state = self.trainer.state

@@ -89,7 +89,7 @@ class StopOnInterrupt(TrainerCallback):
 
     def _request(self, signum, frame):
         self.signum = signum
-        self._restore()  # the next signal acts as it would without newslora
+        self.restore()  # the next signal acts as it would without newslora
         print(
             f"\nnewslora: {signal.Signals(signum).name}: stopping after this step to save a "
             "checkpoint (again: at once)",
@@ -106,9 +106,10 @@ class StopOnInterrupt(TrainerCallback):
             control.should_save, control.should_evaluate, self.stopped = True, False, True
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
+        self.restore()
 
-    def _restore(self):
+    def restore(self):
+        """The handlers as they were (also after a training that raised: no on_train_end)."""
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
