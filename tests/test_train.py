@@ -104,6 +104,27 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
 
 
+class Saves(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_save(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_ctrl_c_on_a_checkpoint_step_saves_it_once(
+    tiny_bert, small_train_csv, tmp_path, write_config
+):
+    config = write_config(tiny_config(tiny_bert, small_train_csv, tmp_path / "run"))
+    recipe = Recipe(load_config(config, ["train.precision=fp32"])).setup()
+    saves = Saves()
+    recipe.trainer.add_callback(CtrlC(step=4))  # eval_every = 4: step 4 saves anyway
+    recipe.trainer.add_callback(saves)
+    with pytest.raises(Interrupted, match="interrupted at step 4 of 8"):
+        recipe.train()
+    assert saves.steps == [4]
+
+
 class Fails(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         raise RuntimeError("a step that fails")

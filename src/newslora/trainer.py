@@ -81,7 +81,7 @@ class StopOnInterrupt(TrainerCallback):
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.signum, self.stopped, self.previous = None, False, {}
+        self.signum, self.stopped, self.previous, self.saved_at = None, False, {}, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size == 1 and threading.current_thread() is threading.main_thread():
@@ -100,10 +100,15 @@ class StopOnInterrupt(TrainerCallback):
         if self.signum:
             control.should_training_stop = True
 
+    def on_save(self, args, state, control, **kwargs):
+        self.saved_at = state.global_step
+
     def on_epoch_end(self, args, state, control, **kwargs):
-        # the Trainer ends the epoch it broke out of: one save, without the epoch's evaluation
+        # the Trainer ends the epoch it broke out of: a save (unless this step's checkpoint is
+        # written already), without the epoch's evaluation
         if self.signum and state.global_step < state.max_steps:
-            control.should_save, control.should_evaluate, self.stopped = True, False, True
+            control.should_save = self.saved_at != state.global_step
+            control.should_evaluate, self.stopped = False, True
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
