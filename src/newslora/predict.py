@@ -103,9 +103,9 @@ def predict_logits(
     return logits
 
 
-# Rows tokenized at a time. A tokenizer's output holds ~12 KB a row (1 GB for 88k AG News
-# rows): a file of millions would not fit in memory at once. Sorted within 50,000 rows, the
-# batches pad as little as sorted over all of them.
+# Rows tokenized at a time. A tokenizer's output holds ~12 KB a row (benchmarks/predict_memory.py:
+# 5.5 GB at 400,000 rows tokenized at once): a file of millions would not fit in memory. Sorted
+# within 50,000 rows, the batches pad as little as sorted over all of them.
 CHUNK_ROWS = 50_000
 
 

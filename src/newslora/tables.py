@@ -215,8 +215,10 @@ def _read_csv(path, sep, encoding):
     rows = _first_rows(path, sep, encoding)
     if not rows:
         raise NewsloraError(f"{path}: empty file (no header, no rows)")
-    sep = _separator(path, sep, encoding, rows[0])
-    first = _first_rows(path, sep, encoding)[0]  # the header, split by the separator found
+    found = _separator(path, sep, encoding, rows[0])
+    if found != sep:  # the header split again, by the separator found
+        sep, rows = found, _first_rows(path, found, encoding)
+    first = rows[0]
     options = dict(sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
     if _headerless_ag(first):
         names = ["class", "title", "description"]
