@@ -110,8 +110,11 @@ class StopOnInterrupt(TrainerCallback):
             control.should_save = self.saved_at != state.global_step
             control.should_evaluate, self.stopped = False, True
 
+    def on_train_end(self, args, state, control, **kwargs):  # a Trainer run without the recipe
+        self.restore()
+
     def restore(self):
-        """The handlers as they were: the recipe calls it when training ends, or raises."""
+        """The handlers as they were (also after a training that raised: no on_train_end)."""
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
